@@ -1,0 +1,103 @@
+// Package client is the Go client of keyward's HTTP API v1 described in docs/API.md.
+package client
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// DefaultTimeout bounds each request made by the HTTP client New creates when WithHTTPClient is
+// not given.
+const DefaultTimeout = 30 * time.Second
+
+// maxResponseBytes caps how much of a response body the client reads.
+const maxResponseBytes = 2 << 20
+
+// Sentinel errors of the client. API answers that are errors come back as *APIError instead.
+var (
+	// ErrInvalidAddr: the server address given to New is not an http(s) URL or host:port.
+	ErrInvalidAddr = errors.New("invalid server address")
+	// ErrInvalidPath: the secret path is empty or has an empty segment, which cannot travel in
+	// a URL unchanged. Every other path rule is left to the server.
+	ErrInvalidPath = errors.New("invalid path")
+	// ErrAmbiguousSelector: a Selector sets both Version and State.
+	ErrAmbiguousSelector = errors.New("selector sets both version and state")
+	// ErrResponseTooLarge: the server answered with a body over 2 MiB.
+	ErrResponseTooLarge = errors.New("response body too large")
+	// ErrMalformedResponse: a 2xx answer whose body is not what the API promises.
+	ErrMalformedResponse = errors.New("malformed response")
+)
+
+// Client talks to one keyward server. It is safe for concurrent use.
+type Client struct {
+	base  *url.URL
+	token string
+	hc    *http.Client
+}
+
+// Option configures a Client.
+type Option func(*Client)
+
+// WithToken sends token as "Authorization: Bearer <token>" on every request; empty sends none.
+func WithToken(token string) Option {
+	return func(c *Client) { c.token = token }
+}
+
+// WithHTTPClient makes the Client use a copy of h. The copy never follows redirects: the API
+// does not redirect, so a redirect answer is returned as an *APIError.
+func WithHTTPClient(h *http.Client) Option {
+	return func(c *Client) {
+		if h != nil {
+			c.hc = h
+		}
+	}
+}
+
+// New returns a Client for the server at addr, such as "http://127.0.0.1:8200",
+// "https://keyward.example:8200" or "127.0.0.1:8200" (taken as http). addr may carry a path
+// prefix when the API is served below one.
+func New(addr string, opts ...Option) (*Client, error) {
+	base, err := parseAddr(addr)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{base: base, hc: &http.Client{Timeout: DefaultTimeout}}
+	for _, o := range opts {
+		o(c)
+	}
+	hc := *c.hc
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	c.hc = &hc
+	return c, nil
+}
+
+// parseAddr turns addr into the base URL of the API.
+func parseAddr(addr string) (*url.URL, error) {
+	addr = strings.TrimSpace(addr)
+	if addr == "" {
+		return nil, fmt.Errorf("%w: empty", ErrInvalidAddr)
+	}
+	if !strings.Contains(addr, "://") {
+		addr = "http://" + addr
+	}
+	u, err := url.Parse(addr)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidAddr, err)
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, fmt.Errorf("%w: scheme %q is not http or https", ErrInvalidAddr, u.Scheme)
+	case u.Host == "":
+		return nil, fmt.Errorf("%w: %q has no host", ErrInvalidAddr, addr)
+	case u.User != nil || u.RawQuery != "" || u.Fragment != "":
+		return nil, fmt.Errorf("%w: %q must not carry user info, query or fragment", ErrInvalidAddr, addr)
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	u.RawPath = strings.TrimSuffix(u.RawPath, "/")
+	u.ForceQuery = false
+	return u, nil
+}

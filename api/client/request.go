@@ -1,0 +1,158 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/keyward/keyward/api/wire"
+)
+
+// maxDrainBytes is how much of an unread body is drained so the connection can be reused.
+const maxDrainBytes = 64 << 10
+
+// call is one API request.
+type call struct {
+	method   string
+	endpoint string // "/v1/secrets", "/v1/versions"...
+	path     string // secret path appended to endpoint, required unless noPath
+	noPath   bool   // the endpoint takes no secret path (listing, health)
+	query    url.Values
+	body     any // JSON-encoded when non-nil
+}
+
+// endpointURL returns the request URL of k, escaping each path segment.
+func (c *Client) endpointURL(k call) (*url.URL, error) {
+	u := *c.base
+	u.Path += k.endpoint
+	u.RawPath = c.base.EscapedPath() + k.endpoint
+	if !k.noPath {
+		esc, err := escapePath(k.path)
+		if err != nil {
+			return nil, err
+		}
+		u.Path += "/" + k.path
+		u.RawPath += "/" + esc
+	}
+	u.RawQuery = k.query.Encode()
+	return &u, nil
+}
+
+// escapePath escapes each segment of a secret path and keeps the '/' between them. The dot
+// segments "." and ".." are percent-encoded so no router or proxy collapses them on the way.
+func escapePath(p string) (string, error) {
+	segs := strings.Split(p, "/")
+	for i, s := range segs {
+		switch s {
+		case "":
+			return "", fmt.Errorf("%w: %q is empty or has an empty segment", ErrInvalidPath, p)
+		case ".":
+			segs[i] = "%2E"
+		case "..":
+			segs[i] = "%2E%2E"
+		default:
+			segs[i] = url.PathEscape(s)
+		}
+	}
+	return strings.Join(segs, "/"), nil
+}
+
+// do sends k and decodes a 2xx JSON answer into out (when non-nil). A non-2xx answer is an
+// *APIError. It returns the response headers and status.
+func (c *Client) do(ctx context.Context, k call, out any) (http.Header, int, error) {
+	h, status, body, err := c.send(ctx, k)
+	if err != nil {
+		return nil, 0, err
+	}
+	if status < 200 || status > 299 {
+		return h, status, decodeError(status, h, body)
+	}
+	if out != nil {
+		if err := json.Unmarshal(body, out); err != nil {
+			return h, status, fmt.Errorf("%s %s: %w: %w", k.method, k.endpoint, ErrMalformedResponse, err)
+		}
+	}
+	return h, status, nil
+}
+
+// send performs k and returns the headers, status and body of the answer, whatever the status.
+func (c *Client) send(ctx context.Context, k call) (http.Header, int, []byte, error) {
+	u, err := c.endpointURL(k)
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	var rd io.Reader
+	if k.body != nil {
+		b, err := json.Marshal(k.body)
+		if err != nil {
+			return nil, 0, nil, fmt.Errorf("encode request: %w", err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, k.method, u.String(), rd)
+	if err != nil {
+		return nil, 0, nil, fmt.Errorf("build request: %w", err)
+	}
+	req.URL = u // keep the exact escaping of RawPath
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "keyward-go-client")
+	if k.body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, 0, nil, fmt.Errorf("send request: %w", err)
+	}
+	defer func() {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrainBytes))
+		_ = resp.Body.Close()
+	}()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
+	if err != nil {
+		return nil, 0, nil, fmt.Errorf("%s %s: read response: %w", k.method, u.Redacted(), err)
+	}
+	if len(body) > maxResponseBytes {
+		return nil, 0, nil, fmt.Errorf("%s %s: %w", k.method, u.Redacted(), ErrResponseTooLarge)
+	}
+	return resp.Header, resp.StatusCode, body, nil
+}
+
+// decodeError turns a non-2xx answer into an *APIError.
+func decodeError(status int, h http.Header, body []byte) *APIError {
+	var er wire.ErrorResponse
+	if json.Unmarshal(body, &er) == nil && er.Error.Code != "" {
+		return &APIError{Status: status, Code: er.Error.Code, Message: er.Error.Message,
+			CurrentVersion: er.Error.CurrentVersion}
+	}
+	msg := http.StatusText(status)
+	if loc := h.Get("Location"); status >= 300 && status <= 399 && loc != "" {
+		msg = "unexpected redirect to " + loc
+	} else if snippet := bodySnippet(body); snippet != "" {
+		msg = snippet
+	}
+	if msg == "" {
+		msg = "unexpected answer"
+	}
+	return &APIError{Status: status, Code: fmt.Sprintf("http_%d", status), Message: msg}
+}
+
+// bodySnippet returns the start of a non-API error body as one printable line.
+func bodySnippet(body []byte) string {
+	const maxSnippet = 200
+	if len(body) > maxSnippet {
+		body = body[:maxSnippet]
+	}
+	if !utf8.Valid(body) {
+		return ""
+	}
+	return strings.Join(strings.Fields(string(body)), " ")
+}

@@ -1,0 +1,81 @@
+// Command keyward runs a keyward server node or talks to one as a client.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// run executes the command line args and returns the process exit status: 0 on success, 1 on
+// failure, 2 on a usage mistake.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	return cli{stdin: stdin, stdout: stdout, stderr: stderr, getenv: os.Getenv}.run(args)
+}
+
+// cli is the process environment a command runs in; tests fill it in-process.
+type cli struct {
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+	getenv func(string) string
+}
+
+// run dispatches the top-level command.
+func (x cli) run(args []string) int {
+	if len(args) == 0 {
+		x.usage(x.stderr)
+		return 2
+	}
+	switch args[0] {
+	case "server":
+		return runServer(args[1:])
+	case "secret":
+		return x.secret(args[1:])
+	case "version":
+		return x.version(args[1:])
+	case "help", "-h", "-help", "--help":
+		return x.help(args[1:])
+	}
+	fmt.Fprintf(x.stderr, "error: unknown command %q\n\n", args[0])
+	x.usage(x.stderr)
+	return 2
+}
+
+// help prints the usage of the command named by args, or the top-level usage.
+func (x cli) help(args []string) int {
+	switch {
+	case len(args) == 0:
+		x.usage(x.stdout)
+		return 0
+	case args[0] == "secret":
+		return x.secret(append(args[1:len(args):len(args)], "--help"))
+	case args[0] == "server":
+		return runServer([]string{"--help"})
+	case args[0] == "version":
+		fmt.Fprintln(x.stdout, "Usage: keyward version\n\nPrints the version of this binary.")
+		return 0
+	}
+	fmt.Fprintf(x.stderr, "error: unknown help topic %q\n\n", args[0])
+	x.usage(x.stderr)
+	return 2
+}
+
+// usage prints the top-level usage to w.
+func (x cli) usage(w io.Writer) {
+	fmt.Fprint(w, `Usage: keyward <command> [arguments]
+
+Commands:
+  server    run a keyward server node
+  secret    read and write secrets: put, get, list, versions, destroy, delete, restore
+  version   print the version of this binary
+  help      print help; "keyward help secret [SUBCOMMAND]" for more
+
+Client commands talk to $KEYWARD_ADDR (default `+defaultAddr+`) and send $KEYWARD_TOKEN;
+--addr and --token override them.
+`)
+}

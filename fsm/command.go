@@ -1,0 +1,110 @@
+package fsm
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// CommandType is the first byte of every Raft log entry keyward writes.
+//
+// Encoding: byte 0 is the type; the rest is the payload encoded as JSON (encoding/json, byte
+// slices as base64). If bit 0x80 of the type byte is set (FlagIgnoreUnknown), a node that does
+// not know the type skips the entry instead of stopping; a newer leader sets it on commands an
+// older follower may safely ignore during a rolling upgrade.
+type CommandType uint8
+
+// FlagIgnoreUnknown marks a command that nodes which do not know its type may skip.
+const FlagIgnoreUnknown CommandType = 0x80
+
+// Command types. Numbers are part of the log format: never reuse or renumber one.
+const (
+	CmdPutVersion      CommandType = 1
+	CmdDestroyVersions CommandType = 2
+	CmdDeleteSecret    CommandType = 3
+	CmdRestoreSecret   CommandType = 4
+	CmdPurgeSecret     CommandType = 5
+
+	CmdPutPolicy    CommandType = 16
+	CmdDeletePolicy CommandType = 17
+
+	CmdAppendAudit CommandType = 32
+)
+
+// PutVersion writes version Expect+1 of a secret as CURRENT, creating the secret when Expect
+// is 0. The proposer encrypted the value for exactly that secret id and version number, so the
+// command fails with a ConflictError unless the secret's LatestVersion still equals Expect.
+type PutVersion struct {
+	SecretID    string  `json:"secret_id"`
+	Path        string  `json:"path"`
+	Expect      uint64  `json:"expect"`
+	CAS         *uint64 `json:"cas,omitempty"` // caller's expected CURRENT version; 0 = must not exist
+	VersionID   string  `json:"version_id"`
+	Ciphertext  []byte  `json:"ciphertext"`
+	WrappedKey  []byte  `json:"wrapped_key"`
+	KMSKeyID    string  `json:"kms_key_id"`
+	KMSProvider string  `json:"kms_provider"`
+	Description *string `json:"description,omitempty"`
+	MaxVersions uint32  `json:"max_versions,omitempty"` // 0 keeps the secret's setting
+	By          string  `json:"by,omitempty"`
+	At          int64   `json:"at"`
+}
+
+// DestroyVersions drops the wrapped key and ciphertext of the listed versions.
+type DestroyVersions struct {
+	SecretID string   `json:"secret_id"`
+	Versions []uint64 `json:"versions"`
+	At       int64    `json:"at"`
+}
+
+// DeleteSecret soft-deletes a secret.
+type DeleteSecret struct {
+	SecretID string `json:"secret_id"`
+	At       int64  `json:"at"`
+}
+
+// RestoreSecret undoes a soft delete.
+type RestoreSecret struct {
+	SecretID string `json:"secret_id"`
+	At       int64  `json:"at"`
+}
+
+// PurgeSecret removes a secret and all its versions.
+type PurgeSecret struct {
+	SecretID string `json:"secret_id"`
+}
+
+// PutPolicy creates or replaces a policy.
+type PutPolicy struct {
+	Policy Policy `json:"policy"`
+}
+
+// DeletePolicy removes a policy.
+type DeletePolicy struct {
+	ID string `json:"id"`
+}
+
+// AppendAudit commits a batch of audit records; Seq numbers are assigned by Apply.
+type AppendAudit struct {
+	Records []AuditRecord `json:"records"`
+}
+
+// Encode builds a log entry: the type byte followed by the JSON payload.
+func Encode(t CommandType, payload any) ([]byte, error) {
+	body, err := json.Marshal(payload)
+	if err != nil {
+		return nil, fmt.Errorf("encode command %d: %w", t, err)
+	}
+	out := make([]byte, 1+len(body))
+	out[0] = byte(t)
+	copy(out[1:], body)
+	return out, nil
+}
+
+// MustEncode is Encode for payloads that cannot fail to marshal (every type in this file).
+func MustEncode(t CommandType, payload any) []byte {
+	b, err := Encode(t, payload)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}

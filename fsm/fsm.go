@@ -1,0 +1,158 @@
+package fsm
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/raft"
+)
+
+// Result is what Apply returns to the proposer for every command. Err holds a business failure
+// (ErrNotFound, a *ConflictError, ...); the command then changed nothing.
+type Result struct {
+	Index     uint64
+	Err       error
+	Secret    *Secret
+	Version   *SecretVersion
+	Destroyed []uint64
+	AuditSeq  uint64 // last sequence number assigned by AppendAudit
+}
+
+// handler applies one decoded command to tx. It must be deterministic: no clock, randomness or
+// I/O; everything it needs travels in the payload.
+type handler func(tx *txn, payload []byte) (*Result, error)
+
+// FSM implements raft.FSM over an immutable State.
+type FSM struct {
+	log      *slog.Logger
+	handlers map[CommandType]handler
+
+	// writeMu serialises the writers of state: Apply, ApplyCommand and Restore. Raft already
+	// calls Apply and Restore from one goroutine; the lock makes direct callers (tests,
+	// recovery tools) safe too. Readers never take it: they load state atomically and get an
+	// immutable view.
+	writeMu sync.Mutex
+	state   atomic.Pointer[State]
+
+	// appliedMu guards appliedCh, which is closed and replaced each time the index advances.
+	appliedMu sync.Mutex
+	appliedCh chan struct{}
+}
+
+// New returns an FSM with empty state.
+func New(log *slog.Logger) *FSM {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	f := &FSM{log: log, appliedCh: make(chan struct{})}
+	f.handlers = map[CommandType]handler{
+		CmdPutVersion:      decodeInto(applyPutVersion),
+		CmdDestroyVersions: decodeInto(applyDestroyVersions),
+		CmdDeleteSecret:    decodeInto(applyDeleteSecret),
+		CmdRestoreSecret:   decodeInto(applyRestoreSecret),
+		CmdPurgeSecret:     decodeInto(applyPurgeSecret),
+		CmdPutPolicy:       decodeInto(applyPutPolicy),
+		CmdDeletePolicy:    decodeInto(applyDeletePolicy),
+		CmdAppendAudit:     decodeInto(applyAppendAudit),
+	}
+	f.state.Store(emptyState())
+	return f
+}
+
+// State returns the current immutable view.
+func (f *FSM) State() *State { return f.state.Load() }
+
+// AppliedIndex is the Raft index of the last applied command.
+func (f *FSM) AppliedIndex() uint64 { return f.state.Load().index }
+
+// Applied returns a channel closed the next time the applied index changes; callers re-check
+// AppliedIndex after it fires.
+func (f *FSM) Applied() <-chan struct{} {
+	f.appliedMu.Lock()
+	defer f.appliedMu.Unlock()
+	return f.appliedCh
+}
+
+// Apply implements raft.FSM. A command that cannot be decoded is a bug that would make
+// replicas diverge, so it stops the node (panics) unless it is flagged FlagIgnoreUnknown.
+func (f *FSM) Apply(l *raft.Log) any {
+	if l.Type != raft.LogCommand {
+		return nil
+	}
+	res, err := f.ApplyCommand(l.Index, l.Data)
+	if err != nil {
+		f.log.Error("cannot apply log entry: stopping", "index", l.Index, "err", err)
+		panic(fmt.Sprintf("fsm: apply index %d: %v", l.Index, err))
+	}
+	return res
+}
+
+// ApplyCommand applies one encoded command at the given index without Raft. It returns an
+// error only for an entry that cannot be decoded; business failures are in Result.Err.
+func (f *FSM) ApplyCommand(index uint64, data []byte) (*Result, error) {
+	f.writeMu.Lock()
+	defer f.writeMu.Unlock()
+	cur := f.state.Load()
+	if len(data) == 0 {
+		return nil, fmt.Errorf("empty command")
+	}
+	t := CommandType(data[0])
+	h, ok := f.handlers[t&^FlagIgnoreUnknown]
+	if !ok {
+		if t&FlagIgnoreUnknown != 0 {
+			f.log.Warn("skipping unknown command", "index", index, "type", uint8(t))
+			f.publish(cur.withIndex(index))
+			return &Result{Index: index}, nil
+		}
+		return nil, fmt.Errorf("unknown command type %d", t)
+	}
+	tx := newTxn(cur)
+	res, err := h(tx, data[1:])
+	if err != nil {
+		return nil, fmt.Errorf("command type %d: %w", t, err)
+	}
+	res.Index = index
+	if res.Err != nil {
+		f.publish(cur.withIndex(index)) // a failed command changes nothing but the index
+		return res, nil
+	}
+	f.publish(tx.commit(index))
+	return res, nil
+}
+
+func (f *FSM) publish(s *State) {
+	f.state.Store(s)
+	f.appliedMu.Lock()
+	close(f.appliedCh)
+	f.appliedCh = make(chan struct{})
+	f.appliedMu.Unlock()
+}
+
+// Snapshot implements raft.FSM: it captures the immutable view in O(1); Persist does the I/O.
+// Raft never calls Snapshot concurrently with Apply.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	return &snapshot{state: f.state.Load()}, nil
+}
+
+// Restore implements raft.FSM: it reads a snapshot stream written by Persist and swaps the
+// whole state under writeMu.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	s, err := ReadSnapshot(rc)
+	if err != nil {
+		return fmt.Errorf("restore snapshot: %w", err)
+	}
+	f.writeMu.Lock()
+	defer f.writeMu.Unlock()
+	f.publish(s)
+	return nil
+}
+
+func (s *State) withIndex(index uint64) *State {
+	c := *s
+	c.index = index
+	return &c
+}

@@ -1,0 +1,142 @@
+// Package store is the secret service: it validates, encrypts, proposes and reads secrets.
+// It sits between the HTTP API and the replicated state.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/keyward/keyward/cluster"
+	"github.com/keyward/keyward/fsm"
+	"github.com/keyward/keyward/kms"
+)
+
+// Proposer commits an encoded fsm command through Raft and returns the FSM's response and the
+// log index. cluster.Node implements it.
+type Proposer interface {
+	Apply(ctx context.Context, cmd []byte) (any, uint64, error)
+}
+
+// StateReader gives the local replicated state. fsm.FSM implements it.
+type StateReader interface {
+	State() *fsm.State
+	Applied() <-chan struct{}
+}
+
+// Sealer encrypts values for one secret version and decrypts them. kms.Envelope implements it.
+type Sealer interface {
+	Seal(ctx context.Context, secretID string, version uint64, plaintext []byte) (kms.Sealed, error)
+	Open(ctx context.Context, secretID string, version uint64, s kms.Sealed) ([]byte, error)
+}
+
+// Deps are what a Service needs.
+type Deps struct {
+	Proposer Proposer
+	State    StateReader
+	Sealer   Sealer
+	Log      *slog.Logger
+	Now      func() time.Time // defaults to time.Now
+	NewID    func() string    // defaults to random UUIDs
+}
+
+// Service is the secret service of one node.
+type Service struct {
+	d Deps
+}
+
+// New returns a Service.
+func New(d Deps) *Service {
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.NewID == nil {
+		d.NewID = func() string { return uuid.NewString() }
+	}
+	return &Service{d: d}
+}
+
+// maxWriteAttempts bounds how often a write is re-sealed after another write to the same secret
+// took the version number it encrypted for.
+const maxWriteAttempts = 8
+
+// propose commits cmd and returns the FSM result, translating cluster errors.
+func (s *Service) propose(ctx context.Context, cmd []byte) (*fsm.Result, error) {
+	resp, _, err := s.d.Proposer.Apply(ctx, cmd)
+	if err != nil {
+		switch {
+		case errors.Is(err, cluster.ErrNotLeader), errors.Is(err, cluster.ErrTimeout), errors.Is(err, cluster.ErrShutdown):
+			return nil, fmt.Errorf("%w: %w", ErrNoLeader, err)
+		case errors.Is(err, cluster.ErrOutcomeUnknown):
+			return nil, fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
+		}
+		return nil, err
+	}
+	res, ok := resp.(*fsm.Result)
+	if !ok {
+		return nil, fmt.Errorf("unexpected FSM response %T", resp)
+	}
+	return res, nil
+}
+
+// waitApplied waits until the local state has applied index, so a retry sees the write that
+// beat it.
+func (s *Service) waitApplied(ctx context.Context, index uint64) error {
+	for {
+		ch := s.d.State.Applied()
+		if s.d.State.State().Index() >= index {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// liveSecret finds a secret that is not soft-deleted.
+func liveSecret(st *fsm.State, path string) (*fsm.Secret, error) {
+	if err := ValidatePath(path); err != nil {
+		return nil, err
+	}
+	sec, ok := st.SecretByPath(path)
+	if !ok || sec.Deleted() {
+		return nil, fmt.Errorf("secret %q: %w", path, ErrNotFound)
+	}
+	return sec, nil
+}
+
+// fsmError maps an FSM business failure to the service's errors.
+func fsmError(err error, cas *uint64) error {
+	var ce *fsm.ConflictError
+	switch {
+	case errors.As(err, &ce) && ce.UserCAS && cas != nil:
+		return &CASError{Expected: *cas, Current: ce.Current}
+	case errors.Is(err, fsm.ErrNotFound):
+		return fmt.Errorf("%w: %w", ErrNotFound, err)
+	case errors.Is(err, fsm.ErrDeleted):
+		return ErrDeleted
+	case errors.Is(err, fsm.ErrNotDeleted):
+		return ErrNotDeleted
+	case errors.Is(err, fsm.ErrVersionIsCurrent):
+		return ErrVersionIsCurrent
+	case errors.Is(err, fsm.ErrInvalid):
+		return fmt.Errorf("%w: %w", ErrInvalidArgument, err)
+	}
+	return err
+}
+
+func kmsError(err error) error {
+	if errors.Is(err, kms.ErrUnavailable) {
+		return fmt.Errorf("%w: %w", ErrKMS, err)
+	}
+	return err
+}
