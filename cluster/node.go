@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -39,7 +40,10 @@ type Config struct {
 	// Bootstrap makes a node without existing state form a one-node cluster of itself.
 	Bootstrap bool
 	FSM       raft.FSM
-	Log       *slog.Logger
+	// Noop is an encoded FSM command that changes nothing but the applied index; the leader
+	// commits it at the start of each term (see reads.go).
+	Noop []byte
+	Log  *slog.Logger
 
 	SnapshotInterval  time.Duration // how often Raft checks whether to snapshot; default 30s
 	SnapshotThreshold uint64        // log entries between snapshots; default 8192
@@ -53,6 +57,16 @@ type Node struct {
 	transport *raft.NetworkTransport
 	logs      *raftboltdb.BoltStore
 	log       *slog.Logger
+	verifier  *leaderVerifier
+
+	// readyMu guards readyTerm (the last term whose no-op this node applied as leader) and
+	// readyCh, closed and replaced when readyTerm changes.
+	readyMu   sync.Mutex
+	readyTerm uint64
+	readyCh   chan struct{}
+
+	shutdownCh chan struct{}
+	watchDone  chan struct{}
 }
 
 // Open starts Raft with Bolt log and stable stores and a file snapshot store under DataDir.
@@ -60,8 +74,8 @@ func Open(cfg Config) (*Node, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.NodeID == "" || cfg.DataDir == "" || cfg.RaftAddr == "" || cfg.FSM == nil {
-		return nil, errors.New("cluster: node id, data dir, raft address and FSM are required")
+	if cfg.NodeID == "" || cfg.DataDir == "" || cfg.RaftAddr == "" || cfg.FSM == nil || cfg.Noop == nil {
+		return nil, errors.New("cluster: node id, data dir, raft address, FSM and no-op command are required")
 	}
 	raftDir := filepath.Join(cfg.DataDir, "raft")
 	if err := os.MkdirAll(raftDir, 0o700); err != nil {
@@ -127,7 +141,11 @@ func Open(cfg Config) (*Node, error) {
 		store.Close()
 		return nil, fmt.Errorf("cluster: start raft: %w", err)
 	}
-	return &Node{cfg: cfg, raft: r, transport: trans, logs: store, log: cfg.Log}, nil
+	n := &Node{cfg: cfg, raft: r, transport: trans, logs: store, log: cfg.Log,
+		readyCh: make(chan struct{}), shutdownCh: make(chan struct{}), watchDone: make(chan struct{})}
+	n.verifier = &leaderVerifier{check: func() error { return translate(r.VerifyLeader().Error()) }}
+	go n.watchLeadership()
+	return n, nil
 }
 
 // Apply proposes a command and waits until it is committed and applied locally, returning the
@@ -219,6 +237,8 @@ func (n *Node) Status() Status {
 
 // Close shuts Raft down and releases the stores.
 func (n *Node) Close() error {
+	close(n.shutdownCh)
+	<-n.watchDone
 	err := n.raft.Shutdown().Error()
 	if cerr := n.transport.Close(); err == nil {
 		err = cerr

@@ -23,6 +23,7 @@ const (
 	CmdDeleteSecret    CommandType = 3
 	CmdRestoreSecret   CommandType = 4
 	CmdPurgeSecret     CommandType = 5
+	CmdNoop            CommandType = 6
 
 	CmdPutPolicy    CommandType = 16
 	CmdDeletePolicy CommandType = 17
@@ -48,6 +49,10 @@ type PutVersion struct {
 	By          string  `json:"by,omitempty"`
 	At          int64   `json:"at"`
 }
+
+// Noop changes nothing but the applied index. A new leader commits one so that its FSM has
+// applied every earlier entry before it serves linearizable reads.
+type Noop struct{}
 
 // DestroyVersions drops the wrapped key and ciphertext of the listed versions.
 type DestroyVersions struct {

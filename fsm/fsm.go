@@ -54,6 +54,7 @@ func New(log *slog.Logger) *FSM {
 		CmdDeleteSecret:    decodeInto(applyDeleteSecret),
 		CmdRestoreSecret:   decodeInto(applyRestoreSecret),
 		CmdPurgeSecret:     decodeInto(applyPurgeSecret),
+		CmdNoop:            decodeInto(func(*txn, *Noop) *Result { return &Result{} }),
 		CmdPutPolicy:       decodeInto(applyPutPolicy),
 		CmdDeletePolicy:    decodeInto(applyDeletePolicy),
 		CmdAppendAudit:     decodeInto(applyAppendAudit),
@@ -129,6 +130,17 @@ func (f *FSM) publish(s *State) {
 	close(f.appliedCh)
 	f.appliedCh = make(chan struct{})
 	f.appliedMu.Unlock()
+}
+
+// StoreConfiguration implements raft.ConfigurationStore. Keyward keeps no state about the
+// configuration here; it only advances the applied index, so that every committed entry
+// except Raft's internal no-ops and barriers moves it (see cluster/reads.go).
+func (f *FSM) StoreConfiguration(index uint64, _ raft.Configuration) {
+	f.writeMu.Lock()
+	defer f.writeMu.Unlock()
+	if cur := f.state.Load(); index > cur.index {
+		f.publish(cur.withIndex(index))
+	}
 }
 
 // Snapshot implements raft.FSM: it captures the immutable view in O(1); Persist does the I/O.

@@ -135,7 +135,7 @@ func TestEnvelopeBadFormat(t *testing.T) {
 	ctx := context.Background()
 	p := newTestLocal(t)
 	e := kms.NewEnvelope(p, kms.CacheOptions{})
-	value := []byte("format")
+	value := []byte("s3cr3t-v4lue")
 	s := mustSeal(t, e, "id", 1, value)
 
 	check := func(t *testing.T, bad kms.Sealed) {

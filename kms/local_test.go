@@ -110,10 +110,10 @@ func TestLocalSecondKEKCannotUnwrap(t *testing.T) {
 	wantErr(t, err, kms.ErrDecrypt, pt)
 
 	// The same holds through an Envelope.
-	s := mustSeal(t, kms.NewEnvelope(p1, kms.CacheOptions{}), "s", 1, []byte("value"))
+	s := mustSeal(t, kms.NewEnvelope(p1, kms.CacheOptions{}), "s", 1, []byte("s3cr3t-v4lue"))
 	_, err = kms.NewEnvelope(p2, kms.CacheOptions{}).Open(ctx, "s", 1, s)
-	wantErr(t, err, kms.ErrWrongKey, []byte("value"))
+	wantErr(t, err, kms.ErrWrongKey, []byte("s3cr3t-v4lue"))
 	s.KeyID = p2.KeyID()
 	_, err = kms.NewEnvelope(p2, kms.CacheOptions{}).Open(ctx, "s", 1, s)
-	wantErr(t, err, kms.ErrDecrypt, []byte("value"))
+	wantErr(t, err, kms.ErrDecrypt, []byte("s3cr3t-v4lue"))
 }

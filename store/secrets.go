@@ -47,9 +47,8 @@ func (s *Service) Put(ctx context.Context, in PutInput) (*WriteResult, error) {
 		st := s.d.State.State()
 		secretID, expect := s.d.NewID(), uint64(0)
 		if sec, ok := st.SecretByPath(in.Path); ok {
-			if sec.Deleted() {
-				return nil, ErrDeleted
-			}
+			// A soft-deleted secret is refused by the FSM, which has the final word: this
+			// node's state may lag right after an election.
 			secretID, expect = sec.ID, sec.LatestVersion
 		}
 		sealed, err := s.d.Sealer.Seal(ctx, secretID, expect+1, in.Value)
@@ -108,7 +107,10 @@ func (s *Service) Get(ctx context.Context, path string, sel Selector) (*Value, e
 	if sel.Version != 0 && sel.State != fsm.StateUnknown {
 		return nil, fmt.Errorf("%w: choose a version or a state, not both", ErrInvalidArgument)
 	}
-	st := s.d.State.State()
+	st, err := s.readState(ctx)
+	if err != nil {
+		return nil, err
+	}
 	sec, err := liveSecret(st, path)
 	if err != nil {
 		return nil, err
@@ -151,8 +153,11 @@ type Metadata struct {
 }
 
 // Versions returns the metadata of every version of a live secret.
-func (s *Service) Versions(_ context.Context, path string) (*Metadata, error) {
-	st := s.d.State.State()
+func (s *Service) Versions(ctx context.Context, path string) (*Metadata, error) {
+	st, err := s.readState(ctx)
+	if err != nil {
+		return nil, err
+	}
 	sec, err := liveSecret(st, path)
 	if err != nil {
 		return nil, err
@@ -168,14 +173,17 @@ type ListResult struct {
 }
 
 // List returns live secrets whose path starts with prefix, after the path `after`.
-func (s *Service) List(_ context.Context, prefix, after string, limit int) (*ListResult, error) {
+func (s *Service) List(ctx context.Context, prefix, after string, limit int) (*ListResult, error) {
 	if limit <= 0 || limit > MaxListLimit {
 		return nil, fmt.Errorf("%w: limit must be 1..%d", ErrInvalidArgument, MaxListLimit)
 	}
 	if len(prefix) > MaxPathBytes || len(after) > MaxPathBytes {
 		return nil, fmt.Errorf("%w: prefix and after are at most %d bytes", ErrInvalidArgument, MaxPathBytes)
 	}
-	st := s.d.State.State()
+	st, err := s.readState(ctx)
+	if err != nil {
+		return nil, err
+	}
 	secs, more := st.List(prefix, after, limit)
 	out := &ListResult{Secrets: secs, Index: st.Index()}
 	if more && len(secs) > 0 {
@@ -194,7 +202,10 @@ func (s *Service) Destroy(ctx context.Context, path string, versions []uint64) (
 			return nil, fmt.Errorf("%w: version numbers start at 1", ErrInvalidArgument)
 		}
 	}
-	st := s.d.State.State()
+	st, err := s.readState(ctx)
+	if err != nil {
+		return nil, err
+	}
 	sec, err := liveSecret(st, path)
 	if err != nil {
 		return nil, err
@@ -216,7 +227,11 @@ func (s *Service) Delete(ctx context.Context, path string, purge bool) error {
 	if err := ValidatePath(path); err != nil {
 		return err
 	}
-	sec, ok := s.d.State.State().SecretByPath(path)
+	st, err := s.readState(ctx)
+	if err != nil {
+		return err
+	}
+	sec, ok := st.SecretByPath(path)
 	if !ok || (!purge && sec.Deleted()) {
 		return fmt.Errorf("secret %q: %w", path, ErrNotFound)
 	}
@@ -241,7 +256,11 @@ func (s *Service) Restore(ctx context.Context, path string) error {
 	if err := ValidatePath(path); err != nil {
 		return err
 	}
-	sec, ok := s.d.State.State().SecretByPath(path)
+	st, err := s.readState(ctx)
+	if err != nil {
+		return err
+	}
+	sec, ok := st.SecretByPath(path)
 	if !ok {
 		return fmt.Errorf("secret %q: %w", path, ErrNotFound)
 	}

@@ -28,6 +28,12 @@ type StateReader interface {
 	Applied() <-chan struct{}
 }
 
+// ReadIndexer returns an index that makes a read of local state applied up to it
+// linearizable. cluster.Node implements it.
+type ReadIndexer interface {
+	ReadIndex(ctx context.Context) (uint64, error)
+}
+
 // Sealer encrypts values for one secret version and decrypts them. kms.Envelope implements it.
 type Sealer interface {
 	Seal(ctx context.Context, secretID string, version uint64, plaintext []byte) (kms.Sealed, error)
@@ -38,6 +44,7 @@ type Sealer interface {
 type Deps struct {
 	Proposer Proposer
 	State    StateReader
+	Reads    ReadIndexer
 	Sealer   Sealer
 	Log      *slog.Logger
 	Now      func() time.Time // defaults to time.Now
@@ -71,19 +78,24 @@ const maxWriteAttempts = 8
 func (s *Service) propose(ctx context.Context, cmd []byte) (*fsm.Result, error) {
 	resp, _, err := s.d.Proposer.Apply(ctx, cmd)
 	if err != nil {
-		switch {
-		case errors.Is(err, cluster.ErrNotLeader), errors.Is(err, cluster.ErrTimeout), errors.Is(err, cluster.ErrShutdown):
-			return nil, fmt.Errorf("%w: %w", ErrNoLeader, err)
-		case errors.Is(err, cluster.ErrOutcomeUnknown):
-			return nil, fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
-		}
-		return nil, err
+		return nil, clusterError(err)
 	}
 	res, ok := resp.(*fsm.Result)
 	if !ok {
 		return nil, fmt.Errorf("unexpected FSM response %T", resp)
 	}
 	return res, nil
+}
+
+// clusterError translates the cluster's errors into the service's.
+func clusterError(err error) error {
+	switch {
+	case errors.Is(err, cluster.ErrNotLeader), errors.Is(err, cluster.ErrTimeout), errors.Is(err, cluster.ErrShutdown):
+		return fmt.Errorf("%w: %w", ErrNoLeader, err)
+	case errors.Is(err, cluster.ErrOutcomeUnknown):
+		return fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
+	}
+	return err
 }
 
 // waitApplied waits until the local state has applied index, so a retry sees the write that
@@ -100,6 +112,19 @@ func (s *Service) waitApplied(ctx context.Context, index uint64) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// readState returns local state that reflects every write committed before the call
+// (linearizable).
+func (s *Service) readState(ctx context.Context) (*fsm.State, error) {
+	idx, err := s.d.Reads.ReadIndex(ctx)
+	if err != nil {
+		return nil, clusterError(err)
+	}
+	if err := s.waitApplied(ctx, idx); err != nil {
+		return nil, fmt.Errorf("%w: waiting for index %d: %w", ErrNoLeader, idx, err)
+	}
+	return s.d.State.State(), nil
 }
 
 // liveSecret finds a secret that is not soft-deleted.

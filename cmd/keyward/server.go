@@ -145,7 +145,8 @@ func serve(ctx context.Context, cfg *serverConfig, log *slog.Logger) error {
 	machine := fsm.New(log.With("component", "fsm"))
 	node, err := cluster.Open(cluster.Config{
 		NodeID: cfg.nodeID, DataDir: cfg.dataDir, RaftAddr: cfg.raftAddr,
-		Bootstrap: true, FSM: machine, Log: log, SnapshotThreshold: cfg.snapshotThr,
+		Bootstrap: true, FSM: machine, Noop: fsm.MustEncode(fsm.CmdNoop, fsm.Noop{}), Log: log,
+		SnapshotThreshold: cfg.snapshotThr,
 	})
 	if err != nil {
 		return err
@@ -156,7 +157,7 @@ func serve(ctx context.Context, cfg *serverConfig, log *slog.Logger) error {
 		}
 	}()
 
-	svc := store.New(store.Deps{Proposer: node, State: machine, Sealer: envelope, Log: log})
+	svc := store.New(store.Deps{Proposer: node, State: machine, Reads: node, Sealer: envelope, Log: log})
 	handler := api.New(api.Deps{Secrets: svc, Health: healthSource{node: node, fsm: machine}, Raft: node, Log: log})
 
 	ln, err := net.Listen("tcp", cfg.httpAddr)

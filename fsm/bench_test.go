@@ -1,0 +1,154 @@
+package fsm_test
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"strconv"
+	"testing"
+
+	"github.com/keyward/keyward/fsm"
+)
+
+// putEncoder builds CmdPutVersion entries with a 1 KiB ciphertext by appending into a reused
+// buffer, so a benchmark measures Apply (which decodes the JSON) rather than json.Marshal.
+// TestPutEncoderMatchesEncode checks it against fsm.Encode.
+type putEncoder struct {
+	buf    []byte
+	ct, wk string // base64
+}
+
+func newPutEncoder() *putEncoder {
+	ct := make([]byte, 1024)
+	for i := range ct {
+		ct[i] = byte(i * 31)
+	}
+	wk := make([]byte, 184) // roughly a KMS-wrapped data key
+	for i := range wk {
+		wk[i] = byte(i * 7)
+	}
+	return &putEncoder{
+		ct: base64.StdEncoding.EncodeToString(ct),
+		wk: base64.StdEncoding.EncodeToString(wk),
+	}
+}
+
+func (e *putEncoder) encode(id string, expect uint64) []byte {
+	b := append(e.buf[:0], byte(fsm.CmdPutVersion))
+	b = append(b, `{"secret_id":"`...)
+	b = append(b, id...)
+	b = append(b, `","path":"bench/`...)
+	b = append(b, id...)
+	b = append(b, `","expect":`...)
+	b = strconv.AppendUint(b, expect, 10)
+	b = append(b, `,"version_id":"`...)
+	b = append(b, id...)
+	b = append(b, "-v"...)
+	b = strconv.AppendUint(b, expect+1, 10)
+	b = append(b, `","ciphertext":"`...)
+	b = append(b, e.ct...)
+	b = append(b, `","wrapped_key":"`...)
+	b = append(b, e.wk...)
+	b = append(b, `","kms_key_id":"local:bench","kms_provider":"local","by":"bench","at":`...)
+	b = strconv.AppendInt(b, baseTime+int64(expect), 10)
+	b = append(b, '}')
+	e.buf = b
+	return b
+}
+
+func TestPutEncoderMatchesEncode(t *testing.T) {
+	e := newPutEncoder()
+	got := e.encode("sec42", 7)
+	var viaEncoder, viaEncode fsm.PutVersion
+	if err := json.Unmarshal(got[1:], &viaEncoder); err != nil {
+		t.Fatal(err)
+	}
+	ct, _ := base64.StdEncoding.DecodeString(e.ct)
+	wk, _ := base64.StdEncoding.DecodeString(e.wk)
+	want := fsm.MustEncode(fsm.CmdPutVersion, &fsm.PutVersion{
+		SecretID: "sec42", Path: "bench/sec42", Expect: 7, VersionID: "sec42-v8",
+		Ciphertext: ct, WrappedKey: wk, KMSKeyID: "local:bench", KMSProvider: "local",
+		By: "bench", At: baseTime + 7,
+	})
+	if err := json.Unmarshal(want[1:], &viaEncode); err != nil {
+		t.Fatal(err)
+	}
+	if got[0] != want[0] || !reflect.DeepEqual(viaEncoder, viaEncode) || len(viaEncoder.Ciphertext) != 1024 {
+		t.Fatalf("encoder mismatch:\n%+v\n%+v", viaEncoder, viaEncode)
+	}
+	// And the FSM accepts it.
+	f := fsm.New(nil)
+	res, err := f.ApplyCommand(1, e.encode("sec42", 0))
+	if err != nil || res.Err != nil || len(res.Version.Ciphertext) != 1024 {
+		t.Fatalf("apply: %+v %v", res, err)
+	}
+}
+
+func benchApply(b *testing.B, f *fsm.FSM, data []byte) {
+	res, err := f.ApplyCommand(f.AppliedIndex()+1, data)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if res.Err != nil {
+		b.Fatal(res.Err)
+	}
+}
+
+// BenchmarkApplyPutVersion writes new versions round-robin across 4096 secrets.
+func BenchmarkApplyPutVersion(b *testing.B) {
+	const secrets = 4096
+	f := fsm.New(nil)
+	e := newPutEncoder()
+	ids := make([]string, secrets)
+	latest := make([]uint64, secrets)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("sec%05d", i)
+		benchApply(b, f, e.encode(ids[i], 0))
+		latest[i] = 1
+	}
+	b.ReportAllocs()
+	b.SetBytes(1024)
+	for i := 0; b.Loop(); i++ {
+		k := i % secrets
+		benchApply(b, f, e.encode(ids[k], latest[k]))
+		latest[k]++
+	}
+}
+
+// BenchmarkApplyPutVersionHotSecret writes new versions of one secret (retention shreds one
+// old version per write once the window is full).
+func BenchmarkApplyPutVersionHotSecret(b *testing.B) {
+	f := fsm.New(nil)
+	e := newPutEncoder()
+	for i := range 1000 { // other secrets around it
+		benchApply(b, f, e.encode(fmt.Sprintf("other%04d", i), 0))
+	}
+	latest := uint64(0)
+	b.ReportAllocs()
+	b.SetBytes(1024)
+	for b.Loop() {
+		benchApply(b, f, e.encode("hot", latest))
+		latest++
+	}
+	if v, ok := f.State().NewestInState("hot", fsm.StateCurrent); !ok || v.Number != latest {
+		b.Fatalf("hot secret at %v, want %d", v, latest)
+	}
+}
+
+// BenchmarkList100 lists one page of 100 from a state of 10,000 secrets in 10 prefixes.
+func BenchmarkList100(b *testing.B) {
+	f := fsm.New(nil)
+	e := newPutEncoder()
+	for i := range 10000 {
+		benchApply(b, f, e.encode(fmt.Sprintf("p%d/%05d", i%10, i), 0))
+	}
+	st := f.State()
+	b.ReportAllocs()
+	for b.Loop() {
+		page, more := st.List("bench/p5/", "bench/p5/05000", 100)
+		if len(page) != 100 || !more {
+			b.Fatalf("page of %d, more %v", len(page), more)
+		}
+	}
+}
