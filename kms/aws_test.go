@@ -135,8 +135,10 @@ func TestAWSUnreachable(t *testing.T) {
 	start := time.Now()
 	_, err = e.Seal(ctx, "id", 1, []byte("s3cr3t-v4lue"))
 	wantErr(t, err, kms.ErrUnavailable, []byte("s3cr3t-v4lue"))
-	_, err = e.Open(ctx, "id", 1, kms.Sealed{Ciphertext: make([]byte, 40), WrappedKey: []byte{1, 2, 3}, KeyID: "alias/keyward", Provider: "awskms"})
+	t.Logf("Seal: %v", err)
+	_, err = e.Open(ctx, "id", 1, kms.Sealed{Ciphertext: append([]byte{0x01}, make([]byte, 40)...), WrappedKey: []byte{1, 2, 3}, KeyID: "alias/keyward", Provider: "awskms"})
 	wantErr(t, err, kms.ErrUnavailable, nil)
+	t.Logf("Open: %v", err)
 	if elapsed := time.Since(start); elapsed > 10*time.Second {
 		t.Fatalf("unreachable provider took %v to fail", elapsed)
 	}
@@ -151,12 +153,16 @@ func TestAWSHangingServer(t *testing.T) {
 	}
 	defer l.Close()
 	go func() {
+		var conns []net.Conn
 		for {
 			conn, err := l.Accept()
-			if err != nil {
+			if err != nil { // listener closed at the end of the test
+				for _, c := range conns {
+					c.Close()
+				}
 				return
 			}
-			t.Cleanup(func() { conn.Close() })
+			conns = append(conns, conn)
 		}
 	}()
 	p, err := kms.NewAWS(context.Background(), kms.AWSConfig{KeyID: "alias/keyward", Endpoint: "http://" + l.Addr().String()})
