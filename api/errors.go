@@ -42,6 +42,7 @@ var errorTable = []struct {
 	{store.ErrDestroyed, http.StatusGone, "version_destroyed"},
 	{store.ErrNoLeader, http.StatusServiceUnavailable, "no_leader"},
 	{store.ErrOutcomeUnknown, http.StatusServiceUnavailable, "outcome_unknown"},
+	{store.ErrBusy, http.StatusServiceUnavailable, "busy"},
 	{store.ErrKMS, http.StatusServiceUnavailable, "kms_unavailable"},
 }
 

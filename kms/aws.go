@@ -81,7 +81,7 @@ func (a *AWS) GenerateDataKey(ctx context.Context, encCtx map[string]string) (pl
 		EncryptionContext: encCtx,
 	})
 	if err != nil {
-		return nil, nil, "", fmt.Errorf("kms: aws GenerateDataKey: %w", classifyAWSError(err))
+		return nil, nil, "", classifyAWSError(err)
 	}
 	if len(out.Plaintext) != dataKeySize || len(out.CiphertextBlob) == 0 {
 		clear(out.Plaintext)
@@ -109,7 +109,7 @@ func (a *AWS) Decrypt(ctx context.Context, keyID string, wrapped []byte, encCtx 
 		EncryptionContext: encCtx,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("kms: aws Decrypt: %w", classifyAWSError(err))
+		return nil, classifyAWSError(err)
 	}
 	if len(out.Plaintext) != dataKeySize {
 		clear(out.Plaintext)

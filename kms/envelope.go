@@ -97,9 +97,9 @@ func (e *Envelope) Seal(ctx context.Context, secretID string, version uint64, pl
 	if err != nil {
 		return Sealed{}, fmt.Errorf("kms: seal %q version %d: generate data key: %w", secretID, version, err)
 	}
-	if len(dataKey) != dataKeySize {
-		return Sealed{}, fmt.Errorf("kms: seal %q version %d: provider %s returned a %d-byte data key",
-			secretID, version, e.p.Name(), len(dataKey))
+	if len(dataKey) != dataKeySize || len(wrapped) == 0 {
+		return Sealed{}, fmt.Errorf("kms: seal %q version %d: provider %s returned a %d-byte data key and a %d-byte wrapped key",
+			secretID, version, e.p.Name(), len(dataKey), len(wrapped))
 	}
 	aead, err := newGCM(dataKey)
 	if err != nil {
@@ -121,6 +121,9 @@ func (e *Envelope) Seal(ctx context.Context, secretID string, version uint64, pl
 // ErrBadFormat for a malformed s, ErrWrongKey if s was wrapped by another
 // provider or KEK, ErrDecrypt if s was tampered with or belongs to another
 // secret or version, and ErrUnavailable if the provider could not be reached.
+// The format byte and lengths are checked before the cache or the provider
+// is consulted. An empty s.Provider is accepted; the provider then checks
+// s.KeyID.
 func (e *Envelope) Open(ctx context.Context, secretID string, version uint64, s Sealed) ([]byte, error) {
 	if len(s.Ciphertext) < sealedOverhead {
 		return nil, fmt.Errorf("%w: ciphertext is %d bytes, want at least %d", ErrBadFormat, len(s.Ciphertext), sealedOverhead)

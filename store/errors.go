@@ -32,6 +32,8 @@ var (
 	// ErrOutcomeUnknown: leadership was lost while a write committed; it may or may not have
 	// happened.
 	ErrOutcomeUnknown = errors.New("write outcome unknown")
+	// ErrBusy: other writes to the same secret kept winning; nothing was written. Retry.
+	ErrBusy = errors.New("too many concurrent writes to this secret")
 	// ErrKMS: the key-encryption-key provider failed.
 	ErrKMS = errors.New("key provider failed")
 )

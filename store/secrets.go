@@ -43,6 +43,9 @@ func (s *Service) Put(ctx context.Context, in PutInput) (*WriteResult, error) {
 	if in.Description != nil && len(*in.Description) > MaxDescBytes {
 		return nil, fmt.Errorf("%w: description is over %d bytes", ErrInvalidArgument, MaxDescBytes)
 	}
+	mu := s.pathLock(in.Path)
+	mu.Lock()
+	defer mu.Unlock()
 	for attempt := 1; ; attempt++ {
 		st := s.d.State.State()
 		secretID, expect := s.d.NewID(), uint64(0)
@@ -66,7 +69,10 @@ func (s *Service) Put(ctx context.Context, in PutInput) (*WriteResult, error) {
 			return nil, err
 		}
 		var ce *fsm.ConflictError
-		if errors.As(res.Err, &ce) && !ce.UserCAS && attempt < maxWriteAttempts {
+		if errors.As(res.Err, &ce) && !ce.UserCAS {
+			if attempt == maxWriteAttempts {
+				return nil, ErrBusy
+			}
 			// Another write won the version number: catch up and re-seal.
 			if err := s.waitApplied(ctx, res.Index); err != nil {
 				return nil, err

@@ -6,7 +6,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -54,6 +56,9 @@ type Deps struct {
 // Service is the secret service of one node.
 type Service struct {
 	d Deps
+	// writeLocks serialise writes to the same path on this node (striped by path hash), so
+	// local writers to a hot secret queue instead of racing for the same version number.
+	writeLocks [256]sync.Mutex
 }
 
 // New returns a Service.
@@ -70,9 +75,15 @@ func New(d Deps) *Service {
 	return &Service{d: d}
 }
 
+func (s *Service) pathLock(path string) *sync.Mutex {
+	h := fnv.New32a()
+	h.Write([]byte(path))
+	return &s.writeLocks[h.Sum32()%uint32(len(s.writeLocks))]
+}
+
 // maxWriteAttempts bounds how often a write is re-sealed after another write to the same secret
-// took the version number it encrypted for.
-const maxWriteAttempts = 8
+// (from another node, or before this node caught up) took the version number it encrypted for.
+const maxWriteAttempts = 16
 
 // propose commits cmd and returns the FSM result, translating cluster errors.
 func (s *Service) propose(ctx context.Context, cmd []byte) (*fsm.Result, error) {
