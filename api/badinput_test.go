@@ -66,6 +66,9 @@ func TestBadInputChangesNothing(t *testing.T) {
 	if w1.Version != 1 || w2.Version != 2 {
 		t.Fatalf("setup: versions %d, %d", w1.Version, w2.Version)
 	}
+	// A soft-deleted secret, for the secret_deleted cases; it is not listed.
+	c.putValue(t, "t/deleted", "gone")
+	c.ok(t, http.MethodDelete, "/v1/secrets/t/deleted", "", nil, nil)
 
 	big := strings.Repeat("a", wire.MaxValueBytes+1)
 	overBody := `{"value":"` + strings.Repeat("a", wire.MaxBodyBytes) + `"}`
@@ -105,7 +108,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{name: "description is a number", method: put, path: "/v1/secrets/t/existing", body: `{"value":"x","description":7}`, status: 400, code: "invalid_json"},
 		{name: "unknown field", method: put, path: "/v1/secrets/t/existing", body: `{"value":"x","colour":1}`, status: 400, code: "invalid_json"},
 		{name: "unknown field only", method: put, path: "/v1/secrets/t/new", body: `{"colour":1}`, status: 400, code: "invalid_json"},
-		{name: "field name in wrong case", method: put, path: "/v1/secrets/t/new", body: `{"Value":"x"}`, status: 400, code: "invalid_json"},
+		{name: "field name in wrong case", method: put, path: "/v1/secrets/t/fold", body: `{"Value":"x"}`, status: 400, code: "invalid_json"},
 		{name: "two JSON values", method: put, path: "/v1/secrets/t/existing", body: `{"value":"x"}{"value":"y"}`, status: 400, code: "invalid_json"},
 		{name: "trailing garbage", method: put, path: "/v1/secrets/t/existing", body: `{"value":"x"} x`, status: 400, code: "invalid_json"},
 
@@ -196,7 +199,16 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{name: "cas behind", method: put, path: "/v1/secrets/t/existing", body: `{"value":"x","cas":1}`, status: 409, code: "cas_mismatch", viaRaft: true, current: ptr[uint64](2)},
 		{name: "cas must-not-exist on existing", method: put, path: "/v1/secrets/t/existing", body: `{"value":"x","cas":0}`, status: 409, code: "cas_mismatch", viaRaft: true, current: ptr[uint64](2)},
 		{name: "cas ahead", method: put, path: "/v1/secrets/t/existing", body: `{"value":"x","cas":3}`, status: 409, code: "cas_mismatch", viaRaft: true, current: ptr[uint64](2)},
-		{name: "cas on missing secret", method: put, path: "/v1/secrets/t/new", body: `{"value":"x","cas":1}`, status: 409, code: "cas_mismatch", viaRaft: true, current: ptr[uint64](0)},
+		{name: "cas on missing secret", method: put, path: "/v1/secrets/t/never", body: `{"value":"x","cas":1}`, status: 409, code: "cas_mismatch", viaRaft: true, current: ptr[uint64](0)},
+
+		// A soft-deleted secret.
+		{name: "write to deleted secret", method: put, path: "/v1/secrets/t/deleted", body: `{"value":"x"}`, status: 409, code: "secret_deleted", viaRaft: true},
+		{name: "cas write to deleted secret", method: put, path: "/v1/secrets/t/deleted", body: `{"value":"x","cas":1}`, status: 409, code: "secret_deleted", viaRaft: true},
+		{name: "destroy on deleted secret", method: http.MethodPost, path: "/v1/destroy/t/deleted", body: `{"versions":[1]}`, status: 409, code: "secret_deleted"},
+		{name: "read deleted secret", method: get, path: "/v1/secrets/t/deleted", status: 404, code: "not_found"},
+		{name: "read version of deleted secret", method: get, path: "/v1/secrets/t/deleted", query: "version=1", status: 404, code: "not_found"},
+		{name: "versions of deleted secret", method: get, path: "/v1/versions/t/deleted", status: 404, code: "not_found"},
+		{name: "delete deleted secret", method: del, path: "/v1/secrets/t/deleted", status: 404, code: "not_found"},
 
 		// Routing.
 		{name: "unknown route", method: get, path: "/v1/nope", status: 404, code: "no_such_route"},
@@ -243,6 +255,16 @@ func TestBadInputChangesNothing(t *testing.T) {
 		}
 	}
 
+	// The soft-deleted secret kept its one version and value.
+	c.ok(t, http.MethodPost, "/v1/restore/t/deleted", "", nil, nil)
+	if md := c.versions(t, "t/deleted"); md.CurrentVersion != 1 || len(md.Versions) != 1 || md.Versions[0].Destroyed {
+		t.Errorf("t/deleted after the table: %+v", md)
+	}
+	if got, _ := c.get(t, "t/deleted", ""); deref(got.Value) != "gone" {
+		t.Errorf("t/deleted reads %q", deref(got.Value))
+	}
+	last = readBadInputState(t, c)
+
 	// Boundaries that must succeed, on fresh paths, after the table.
 	t.Run("value exactly 64 KiB", func(t *testing.T) {
 		v := strings.Repeat("v", wire.MaxValueBytes)
@@ -269,10 +291,10 @@ func TestBadInputChangesNothing(t *testing.T) {
 	})
 	t.Run("boundary writes touched only their own paths", func(t *testing.T) {
 		now := readBadInputState(t, c)
-		if !bytes.Equal(now.versions, first.versions) {
-			t.Errorf("t/existing changed:\nbefore %s\nafter  %s", first.versions, now.versions)
+		if !bytes.Equal(now.versions, last.versions) {
+			t.Errorf("t/existing changed:\nbefore %s\nafter  %s", last.versions, now.versions)
 		}
-		want := append(slices.Clone(first.paths), "t/big", "t/"+strings.Repeat("p", wire.MaxPathBytes-2), "t/desc")
+		want := append(slices.Clone(last.paths), "t/big", "t/"+strings.Repeat("p", wire.MaxPathBytes-2), "t/desc")
 		slices.Sort(want)
 		if !slices.Equal(now.paths, want) {
 			t.Errorf("listed %q, want %q", now.paths, want)

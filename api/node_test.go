@@ -47,7 +47,7 @@ func newTestNode(t testing.TB) (baseURL string, c *apiClient) {
 	// can take it. The bootstrap configuration uses the transport's actual address.
 	node, err := cluster.Open(cluster.Config{
 		NodeID: "node1", DataDir: filepath.Join(t.TempDir(), "data"), RaftAddr: "127.0.0.1:0",
-		Bootstrap: true, FSM: machine, Log: log,
+		Bootstrap: true, FSM: machine, Noop: fsm.MustEncode(fsm.CmdNoop, fsm.Noop{}), Log: log,
 	})
 	if err != nil {
 		t.Fatalf("cluster.Open: %v", err)
@@ -61,8 +61,8 @@ func newTestNode(t testing.TB) (baseURL string, c *apiClient) {
 		}
 	})
 
-	svc := store.New(store.Deps{Proposer: node, State: machine, Sealer: envelope, Log: log})
-	handler := api.New(api.Deps{Secrets: svc, Health: testHealth{node: node, fsm: machine}, Raft: node, Log: log})
+	svc := store.New(store.Deps{Proposer: node, State: machine, Reads: node, Sealer: envelope, Log: log})
+	handler := api.New(api.Deps{Secrets: svc, Health: healthSource{node: node, fsm: machine}, Raft: node, Log: log})
 
 	srv := httptest.NewUnstartedServer(handler)
 	srv.Config.ReadHeaderTimeout = 10 * time.Second
@@ -93,14 +93,14 @@ func newTestNode(t testing.TB) (baseURL string, c *apiClient) {
 	return srv.URL, c
 }
 
-// testHealth is the health source of cmd/keyward/server.go (healthSource lives in package
+// healthSource is the health source of cmd/keyward/server.go (healthSource lives in package
 // main, so it is restated here).
-type testHealth struct {
+type healthSource struct {
 	node *cluster.Node
 	fsm  *fsm.FSM
 }
 
-func (h testHealth) Health() wire.HealthResponse {
+func (h healthSource) Health() wire.HealthResponse {
 	st := h.node.Status()
 	return wire.HealthResponse{
 		NodeID: st.NodeID, State: st.State, Leader: st.LeaderID,
@@ -263,6 +263,9 @@ func checkError(t testing.TB, r apiResp, status int, code string) wire.Error {
 	t.Helper()
 	if r.status != status {
 		t.Errorf("status %d, want %d (body %s)", r.status, status, r.body)
+		if r.status < 400 {
+			return wire.Error{}
+		}
 	}
 	if ct := r.header.Get("Content-Type"); ct != "application/json" {
 		t.Errorf("Content-Type %q, want application/json", ct)

@@ -2,6 +2,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,7 +10,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -117,27 +120,67 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	s.writeJSON(w, status, wire.ErrorResponse{Error: we})
 }
 
-// decode reads a JSON body strictly: size-capped, unknown fields refused, one value only.
+// decode reads a JSON body strictly: size-capped, one value only, and an object's top-level
+// names must be exactly (case-sensitively) v's JSON field names, each at most once.
 func decode(w http.ResponseWriter, r *http.Request, v any) error {
-	body := http.MaxBytesReader(w, r.Body, wire.MaxBodyBytes)
-	dec := json.NewDecoder(body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, wire.MaxBodyBytes))
+	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return errBodyTooLarge
 		}
+		return fmt.Errorf("%w: reading body: %v", errBadJSON, err)
+	}
+	if err := checkFieldNames(body, v); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
 		if errors.Is(err, io.EOF) {
 			return fmt.Errorf("%w: body is empty", errBadJSON)
 		}
 		return fmt.Errorf("%w: %v", errBadJSON, err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return errBodyTooLarge
-		}
 		return fmt.Errorf("%w: body holds more than one JSON value", errBadJSON)
+	}
+	return nil
+}
+
+// checkFieldNames refuses top-level names of a JSON object that are not exactly one of the
+// json tag names of *v, or that repeat: encoding/json matches names case-insensitively and
+// lets the last duplicate win. Anything that is not a well-formed object is left to Decode.
+func checkFieldNames(body []byte, v any) error {
+	t := reflect.TypeOf(v).Elem()
+	known := make(map[string]bool, t.NumField())
+	for i := range t.NumField() {
+		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); name != "" && name != "-" {
+			known[name] = true
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil
+	}
+	seen := make(map[string]bool)
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		name, _ := tok.(string)
+		switch {
+		case !known[name]:
+			return fmt.Errorf("%w: unknown field %q", errBadJSON, name)
+		case seen[name]:
+			return fmt.Errorf("%w: field %q given twice", errBadJSON, name)
+		}
+		seen[name] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return nil
+		}
 	}
 	return nil
 }

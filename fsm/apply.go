@@ -7,8 +7,8 @@ import (
 )
 
 func applyPutVersion(tx *txn, c *PutVersion) *Result {
-	if c.SecretID == "" || c.Path == "" || c.VersionID == "" {
-		return fail(fmt.Errorf("%w: put version needs secret id, path and version id", ErrInvalid))
+	if c.SecretID == "" || c.Path == "" || c.VersionID == "" || len(c.Ciphertext) == 0 || len(c.WrappedKey) == 0 {
+		return fail(fmt.Errorf("%w: put version needs secret id, path, version id, ciphertext and wrapped key", ErrInvalid))
 	}
 	if c.MaxVersions == 1 {
 		return fail(fmt.Errorf("%w: max_versions must be 0 or at least 2", ErrInvalid))
@@ -163,6 +163,18 @@ func applyPutPolicy(tx *txn, c *PutPolicy) *Result {
 	p := c.Policy
 	if p.ID == "" || p.PrincipalID == "" || len(p.Actions) == 0 || (p.SecretID == "") == (p.PathPattern == "") {
 		return fail(fmt.Errorf("%w: policy needs an id, a principal, actions, and one of secret id or path pattern", ErrInvalid))
+	}
+	switch p.PrincipalType {
+	case PrincipalService, PrincipalUser, PrincipalRole:
+	default:
+		return fail(fmt.Errorf("%w: unknown principal type %q", ErrInvalid, p.PrincipalType))
+	}
+	for _, a := range p.Actions {
+		switch a {
+		case ActionRead, ActionWrite, ActionDelete, ActionRotate:
+		default:
+			return fail(fmt.Errorf("%w: unknown action %q", ErrInvalid, a))
+		}
 	}
 	tx.putPolicy(&p)
 	return &Result{}

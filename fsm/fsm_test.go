@@ -391,3 +391,60 @@ func TestConcurrentReaders(t *testing.T) {
 		checkVersionInvariants(t, f.State(), fmt.Sprintf("id%02d", i))
 	}
 }
+
+// The FSM is what keyward hands to raft.NewRaft.
+var (
+	_ raft.FSM                = (*fsm.FSM)(nil)
+	_ raft.ConfigurationStore = (*fsm.FSM)(nil)
+)
+
+func TestStoreConfiguration(t *testing.T) {
+	f := fsm.New(nil)
+	mixedWorkload(t, f)
+	cfg := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: "n1", Address: "127.0.0.1:1"}}}
+
+	// A configuration entry at the next index moves only the applied index.
+	before := f.State()
+	applied := f.Applied()
+	f.StoreConfiguration(before.Index()+1, cfg)
+	assertUnchangedButIndex(t, before, f.State())
+	select {
+	case <-applied:
+	default:
+		t.Error("StoreConfiguration did not fire Applied")
+	}
+
+	// Indexes may jump (entries in between were raft no-ops or barriers).
+	f.StoreConfiguration(before.Index()+10, cfg)
+	if f.AppliedIndex() != before.Index()+10 {
+		t.Errorf("applied index %d, want %d", f.AppliedIndex(), before.Index()+10)
+	}
+
+	// An index at or below the applied one changes nothing and fires nothing.
+	st := f.State()
+	applied = f.Applied()
+	for _, idx := range []uint64{st.Index(), st.Index() - 1, 0} {
+		f.StoreConfiguration(idx, cfg)
+		if f.State() != st {
+			t.Errorf("StoreConfiguration(%d) at index %d changed the state", idx, st.Index())
+		}
+	}
+	select {
+	case <-applied:
+		t.Error("Applied fired without progress")
+	default:
+	}
+
+	// Commands continue after it, and snapshots carry the index.
+	res := put(t, f, "after-config", "after-config")
+	if res.Index != st.Index()+1 {
+		t.Errorf("next command at %d", res.Index)
+	}
+	g := fsm.New(nil)
+	if err := g.Restore(nopCloser(persist(t, f))); err != nil {
+		t.Fatal(err)
+	}
+	if g.AppliedIndex() != f.AppliedIndex() {
+		t.Errorf("restored index %d, want %d", g.AppliedIndex(), f.AppliedIndex())
+	}
+}

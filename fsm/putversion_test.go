@@ -2,8 +2,10 @@ package fsm_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"testing"
 
 	"github.com/keyward/keyward/fsm"
@@ -471,4 +473,40 @@ func TestConflictErrorMatches(t *testing.T) {
 	if got := (&fsm.ConflictError{Current: 2, Latest: 3}).Error(); got != "conflict: current version 2, latest version 3" {
 		t.Errorf("Error() = %q", got)
 	}
+}
+
+func TestEncode(t *testing.T) {
+	c := putCmd("s1", "p", 3)
+	c.CAS = u64(3)
+	c.Ciphertext = []byte{0, 0xff, '"'}
+	data, err := fsm.Encode(fsm.CmdPutVersion, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if data[0] != byte(fsm.CmdPutVersion) {
+		t.Errorf("type byte %d", data[0])
+	}
+	var back fsm.PutVersion
+	if err := json.Unmarshal(data[1:], &back); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(&back, c) {
+		t.Errorf("round trip:\n got %+v\nwant %+v", back, *c)
+	}
+	if !bytes.Equal(fsm.MustEncode(fsm.CmdPutVersion, c), data) {
+		t.Error("MustEncode differs from Encode")
+	}
+	if flagged := fsm.MustEncode(fsm.CmdNoop|fsm.FlagIgnoreUnknown, fsm.Noop{}); flagged[0] != 0x86 {
+		t.Errorf("flagged type byte %#x", flagged[0])
+	}
+
+	if _, err := fsm.Encode(fsm.CmdPutVersion, make(chan int)); err == nil {
+		t.Error("Encode of an unmarshalable payload succeeded")
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("MustEncode did not panic")
+		}
+	}()
+	fsm.MustEncode(fsm.CmdPutVersion, func() {})
 }

@@ -212,9 +212,15 @@ func (s *Service) Destroy(ctx context.Context, path string, versions []uint64) (
 	if err != nil {
 		return nil, err
 	}
-	sec, err := liveSecret(st, path)
-	if err != nil {
+	if err := ValidatePath(path); err != nil {
 		return nil, err
+	}
+	sec, ok := st.SecretByPath(path)
+	if !ok {
+		return nil, fmt.Errorf("secret %q: %w", path, ErrNotFound)
+	}
+	if sec.Deleted() {
+		return nil, ErrDeleted
 	}
 	res, err := s.propose(ctx, fsm.MustEncode(fsm.CmdDestroyVersions, fsm.DestroyVersions{
 		SecretID: sec.ID, Versions: versions, At: s.d.Now().UnixNano(),
