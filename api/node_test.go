@@ -47,7 +47,7 @@ func newTestNode(t testing.TB) (baseURL string, c *apiClient) {
 	// can take it. The bootstrap configuration uses the transport's actual address.
 	node, err := cluster.Open(cluster.Config{
 		NodeID: "node1", DataDir: filepath.Join(t.TempDir(), "data"), RaftAddr: "127.0.0.1:0",
-		Bootstrap: true, FSM: machine, Noop: fsm.MustEncode(fsm.CmdNoop, fsm.Noop{}), Log: log,
+		Bootstrap: true, FSM: machine, Noop: fsm.MustEncode(fsm.CmdNoop, fsm.Noop{}), Codec: fsm.Codec{}, Log: log,
 	})
 	if err != nil {
 		t.Fatalf("cluster.Open: %v", err)

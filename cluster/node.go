@@ -1,13 +1,15 @@
 // Package cluster owns Raft for a keyward node: the log and stable stores, snapshots, the
-// transport, bootstrap, and proposing commands.
+// TLS transport, membership, bootstrap, forwarding to the leader and linearizable read indexes.
 package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -18,28 +20,66 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 )
 
-// Errors returned by Apply, translated from Raft's own.
+// Errors returned by Node methods, translated from Raft's own.
 var (
-	// ErrNotLeader: this node is not the leader (or there is none); nothing was proposed.
-	ErrNotLeader = errors.New("not the leader")
-	// ErrOutcomeUnknown: leadership was lost after the command was proposed; it may or may not
-	// commit. Never retry a non-idempotent write blindly after this.
-	ErrOutcomeUnknown = errors.New("outcome unknown: leadership lost while committing")
+	// ErrNotLeader: no leader is known, or the leader changed before the command was accepted;
+	// nothing was proposed.
+	ErrNotLeader = errors.New("no leader")
+	// ErrOutcomeUnknown: the command may or may not commit (leadership lost while committing,
+	// or the connection to the leader broke after the command was sent). Never retry a
+	// non-idempotent write blindly after this.
+	ErrOutcomeUnknown = errors.New("outcome unknown")
 	// ErrTimeout: the command could not be enqueued in time; nothing was proposed.
-	ErrTimeout = errors.New("timed out proposing")
+	ErrTimeout = errors.New("timed out")
 	// ErrShutdown: the node is shutting down.
 	ErrShutdown = errors.New("node is shutting down")
+	// ErrNotFound: no such server in the cluster configuration.
+	ErrNotFound = errors.New("no such server")
 )
+
+// Codec is what the cluster needs to know about FSM commands and responses: how to frame
+// many commands as one entry, split the response, and move a response across the network.
+// fsm.Codec implements it.
+type Codec interface {
+	EncodeBatch(cmds [][]byte) []byte
+	SplitResponse(resp any, n int) []any
+	MarshalResponse(resp any) ([]byte, error)
+	UnmarshalResponse(b []byte) (any, error)
+}
 
 // Config describes one node.
 type Config struct {
-	NodeID    string
-	DataDir   string
-	RaftAddr  string // address to bind for Raft traffic, host:port
-	Advertise string // address other nodes use; defaults to the bound address
+	NodeID   string
+	DataDir  string
+	RaftAddr string // address to bind for cluster traffic (Raft and RPC), host:port
+	// Advertise is the cluster address other nodes use; defaults to RaftAddr (which then must
+	// not be a wildcard address).
+	Advertise string
+	// HTTPAddr is this node's advertised API URL, shared over gossip for redirects.
+	HTTPAddr string
+
+	// ServerTLS and ClientTLS secure node-to-node traffic (mutual TLS against the cluster CA).
+	// Both nil means plain TCP (dev mode only).
+	ServerTLS, ClientTLS *tls.Config
+
 	// Bootstrap makes a node without existing state form a one-node cluster of itself.
 	Bootstrap bool
-	FSM       raft.FSM
+	// BootstrapExpect > 0: wait until that many voters see each other over gossip, then form
+	// the cluster from exactly those.
+	BootstrapExpect int
+	// ReadReplica joins as a non-voter.
+	ReadReplica bool
+	// Gossip (hashicorp/memberlist): bind address, addresses to join, and the encryption key
+	// (16, 24 or 32 bytes; nil only in dev mode). Empty GossipAddr disables gossip.
+	GossipAddr string
+	Join       []string
+	GossipKey  []byte
+	// DeadServerCleanup > 0 removes a voter dead for longer than that, if at least three
+	// voters remain.
+	DeadServerCleanup time.Duration
+
+	FSM   raft.FSM
+	Codec Codec
 	// Noop is an encoded FSM command that changes nothing but the applied index; the leader
 	// commits it at the start of each term (see reads.go).
 	Noop []byte
@@ -48,6 +88,8 @@ type Config struct {
 	SnapshotInterval  time.Duration // how often Raft checks whether to snapshot; default 30s
 	SnapshotThreshold uint64        // log entries between snapshots; default 8192
 	TrailingLogs      uint64        // entries kept after a snapshot; default 10240
+	// MaxBatch is the most commands the leader puts in one Raft entry; default 256.
+	MaxBatch int
 }
 
 // Node is a running Raft member.
@@ -55,9 +97,18 @@ type Node struct {
 	cfg       Config
 	raft      *raft.Raft
 	transport *raft.NetworkTransport
+	mux       *muxListener
 	logs      *raftboltdb.BoltStore
+	snaps     raft.SnapshotStore
 	log       *slog.Logger
-	verifier  *leaderVerifier
+	dialer    Dialer
+	rpc       *rpcClient
+	rpcSrv    *http.Server
+	batcher   *batcher
+	members   *membership
+
+	verifier  *rounds[struct{}] // leader: shared VerifyLeader calls
+	readIndex *rounds[uint64]   // follower: shared read-index RPCs to the leader
 
 	// readyMu guards readyTerm (the last term whose no-op this node applied as leader) and
 	// readyCh, closed and replaced when readyTerm changes.
@@ -66,16 +117,21 @@ type Node struct {
 	readyCh   chan struct{}
 
 	shutdownCh chan struct{}
-	watchDone  chan struct{}
+	wg         sync.WaitGroup
+	closeOnce  sync.Once
 }
 
-// Open starts Raft with Bolt log and stable stores and a file snapshot store under DataDir.
+// Open starts Raft with Bolt log and stable stores and a file snapshot store under DataDir,
+// the cluster listener, the RPC server and (when configured) gossip.
 func Open(cfg Config) (*Node, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.NodeID == "" || cfg.DataDir == "" || cfg.RaftAddr == "" || cfg.FSM == nil || cfg.Noop == nil {
-		return nil, errors.New("cluster: node id, data dir, raft address, FSM and no-op command are required")
+	if cfg.NodeID == "" || cfg.DataDir == "" || cfg.RaftAddr == "" || cfg.FSM == nil || cfg.Noop == nil || cfg.Codec == nil {
+		return nil, errors.New("cluster: node id, data dir, raft address, FSM, codec and no-op command are required")
+	}
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 256
 	}
 	raftDir := filepath.Join(cfg.DataDir, "raft")
 	if err := os.MkdirAll(raftDir, 0o700); err != nil {
@@ -83,91 +139,163 @@ func Open(cfg Config) (*Node, error) {
 	}
 	hl := newHCLog(cfg.Log, hclog.Info)
 
-	rc := raft.DefaultConfig()
-	rc.LocalID = raft.ServerID(cfg.NodeID)
-	rc.Logger = hl.Named("raft")
-	rc.HeartbeatTimeout = 500 * time.Millisecond
-	rc.ElectionTimeout = 500 * time.Millisecond
-	rc.LeaderLeaseTimeout = 250 * time.Millisecond
-	rc.SnapshotInterval = orDuration(cfg.SnapshotInterval, 30*time.Second)
-	rc.SnapshotThreshold = orUint(cfg.SnapshotThreshold, 8192)
-	rc.TrailingLogs = orUint(cfg.TrailingLogs, 10240)
-
 	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(raftDir, "raft.db")})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: open raft store: %w", err)
 	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(raftDir, 3, hl.Named("snapshot"))
-	if err != nil {
-		store.Close()
-		return nil, fmt.Errorf("cluster: open snapshot store: %w", err)
+	n := &Node{cfg: cfg, logs: store, log: cfg.Log, dialer: Dialer{tlsConf: cfg.ClientTLS},
+		readyCh: make(chan struct{}), shutdownCh: make(chan struct{})}
+	if err := n.open(hl, raftDir); err != nil {
+		n.closeResources()
+		return nil, err
 	}
-	var adv net.Addr
-	if cfg.Advertise != "" {
-		if adv, err = net.ResolveTCPAddr("tcp", cfg.Advertise); err != nil {
-			store.Close()
-			return nil, fmt.Errorf("cluster: advertise address: %w", err)
-		}
-	}
-	trans, err := raft.NewTCPTransportWithLogger(cfg.RaftAddr, adv, 3, 10*time.Second, hl.Named("transport"))
-	if err != nil {
-		store.Close()
-		return nil, fmt.Errorf("cluster: raft transport: %w", err)
-	}
-
-	if cfg.Bootstrap {
-		has, err := raft.HasExistingState(store, store, snaps)
-		if err != nil {
-			trans.Close()
-			store.Close()
-			return nil, fmt.Errorf("cluster: inspect state: %w", err)
-		}
-		if !has {
-			conf := raft.Configuration{Servers: []raft.Server{{
-				ID: rc.LocalID, Address: trans.LocalAddr(), Suffrage: raft.Voter,
-			}}}
-			if err := raft.BootstrapCluster(rc, store, store, snaps, trans, conf); err != nil {
-				trans.Close()
-				store.Close()
-				return nil, fmt.Errorf("cluster: bootstrap: %w", err)
-			}
-			cfg.Log.Info("bootstrapped a new cluster", "node_id", cfg.NodeID, "raft_addr", string(trans.LocalAddr()))
-		}
-	}
-
-	r, err := raft.NewRaft(rc, cfg.FSM, store, store, snaps, trans)
-	if err != nil {
-		trans.Close()
-		store.Close()
-		return nil, fmt.Errorf("cluster: start raft: %w", err)
-	}
-	n := &Node{cfg: cfg, raft: r, transport: trans, logs: store, log: cfg.Log,
-		readyCh: make(chan struct{}), shutdownCh: make(chan struct{}), watchDone: make(chan struct{})}
-	n.verifier = &leaderVerifier{check: func() error { return translate(r.VerifyLeader().Error()) }}
-	go n.watchLeadership()
 	return n, nil
 }
 
-// Apply proposes a command and waits until it is committed and applied locally, returning the
-// FSM's response and the entry's index. It must be called on the leader.
-func (n *Node) Apply(ctx context.Context, cmd []byte) (any, uint64, error) {
-	timeout := 10 * time.Second
-	if dl, ok := ctx.Deadline(); ok {
-		timeout = time.Until(dl)
-		if timeout <= 0 {
-			return nil, 0, fmt.Errorf("%w: %w", ErrTimeout, ctx.Err())
+func (n *Node) open(hl hclog.Logger, raftDir string) error {
+	cfg := n.cfg
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(raftDir, 3, hl.Named("snapshot"))
+	if err != nil {
+		return fmt.Errorf("cluster: open snapshot store: %w", err)
+	}
+	n.snaps = snaps
+
+	ln, err := net.Listen("tcp", cfg.RaftAddr)
+	if err != nil {
+		return fmt.Errorf("cluster: listen %s: %w", cfg.RaftAddr, err)
+	}
+	adv := cfg.Advertise
+	if adv == "" {
+		adv = ln.Addr().String()
+	}
+	advAddr, err := net.ResolveTCPAddr("tcp", adv)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("cluster: advertise address: %w", err)
+	}
+	if advAddr.IP.IsUnspecified() {
+		ln.Close()
+		return fmt.Errorf("cluster: advertise address %s is not routable; set it explicitly", adv)
+	}
+	n.cfg.Advertise = advAddr.String()
+	n.mux = newMuxListener(ln, cfg.ServerTLS, n.log)
+	layer := &raftLayer{subListener: n.mux.raft, dialer: n.dialer, advertise: advAddr}
+	n.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: layer, MaxPool: 5, Timeout: 10 * time.Second, Logger: hl.Named("transport"),
+	})
+
+	rc := raftConfig(n.cfg, hl)
+	if cfg.Bootstrap {
+		if err := n.bootstrapSelf(rc); err != nil {
+			return err
 		}
 	}
-	f := n.raft.Apply(cmd, timeout)
-	if err := f.Error(); err != nil {
-		return nil, 0, translate(err)
+	r, err := raft.NewRaft(rc, cfg.FSM, n.logs, n.logs, snaps, n.transport)
+	if err != nil {
+		return fmt.Errorf("cluster: start raft: %w", err)
 	}
-	return f.Response(), f.Index(), nil
+	n.raft = r
+	n.batcher = newBatcher(r, cfg.Codec, cfg.MaxBatch)
+	n.verifier = &rounds[struct{}]{check: func() (struct{}, error) {
+		return struct{}{}, translate(r.VerifyLeader().Error())
+	}}
+	n.rpc = newRPCClient(n.dialer)
+	n.readIndex = &rounds[uint64]{check: n.remoteReadIndex}
+	n.rpcSrv = &http.Server{Handler: n.rpcHandler(), ReadHeaderTimeout: 10 * time.Second}
+	n.wg.Add(2)
+	go func() { defer n.wg.Done(); _ = n.rpcSrv.Serve(n.mux.rpc) }()
+	go func() { defer n.wg.Done(); n.watchLeadership() }()
+
+	if cfg.GossipAddr != "" {
+		m, err := startMembership(n)
+		if err != nil {
+			return err
+		}
+		n.members = m
+	}
+	return nil
+}
+
+func raftConfig(cfg Config, hl hclog.Logger) *raft.Config {
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.Logger = hl.Named("raft")
+	// Loopback and LAN timings; pre-vote (on by default) keeps a restarted follower from
+	// forcing an election.
+	rc.HeartbeatTimeout = 1000 * time.Millisecond
+	rc.ElectionTimeout = 1000 * time.Millisecond
+	rc.LeaderLeaseTimeout = 500 * time.Millisecond
+	rc.CommitTimeout = 5 * time.Millisecond
+	rc.SnapshotInterval = orDuration(cfg.SnapshotInterval, 30*time.Second)
+	rc.SnapshotThreshold = orUint(cfg.SnapshotThreshold, 8192)
+	rc.TrailingLogs = orUint(cfg.TrailingLogs, 10240)
+	return rc
+}
+
+func (n *Node) bootstrapSelf(rc *raft.Config) error {
+	has, err := raft.HasExistingState(n.logs, n.logs, n.snaps)
+	if err != nil {
+		return fmt.Errorf("cluster: inspect state: %w", err)
+	}
+	if has {
+		return nil
+	}
+	conf := raft.Configuration{Servers: []raft.Server{{
+		ID: rc.LocalID, Address: raft.ServerAddress(n.cfg.Advertise), Suffrage: raft.Voter,
+	}}}
+	if err := raft.BootstrapCluster(rc, n.logs, n.logs, n.snaps, n.transport, conf); err != nil {
+		return fmt.Errorf("cluster: bootstrap: %w", err)
+	}
+	n.log.Info("bootstrapped a new cluster", "node_id", n.cfg.NodeID, "raft_addr", n.cfg.Advertise)
+	return nil
+}
+
+// HasState reports whether this node holds Raft state (it has been part of a cluster).
+func (n *Node) HasState() bool {
+	has, err := raft.HasExistingState(n.logs, n.logs, n.snaps)
+	return err == nil && has
+}
+
+// Apply proposes a command and waits until it is committed and applied, returning the FSM's
+// response and the entry's index. On a follower it forwards the command to the leader over
+// the cluster channel; the local FSM may not have applied the index yet when it returns.
+func (n *Node) Apply(ctx context.Context, cmd []byte) (any, uint64, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+	}
+	for {
+		var resp any
+		var idx uint64
+		var err error
+		if n.raft.State() == raft.Leader {
+			resp, idx, err = n.batcher.submit(ctx, cmd)
+		} else if addr, _ := n.raft.LeaderWithID(); addr != "" {
+			resp, idx, err = n.forwardApply(ctx, string(addr), cmd)
+		} else {
+			err = ErrNotLeader
+		}
+		if !errors.Is(err, ErrNotLeader) {
+			return resp, idx, err
+		}
+		// Nothing was proposed: wait for a (new) leader and try again within the deadline.
+		select {
+		case <-ctx.Done():
+			return nil, 0, fmt.Errorf("%w: %w", ErrNotLeader, ctx.Err())
+		case <-n.shutdownCh:
+			return nil, 0, ErrShutdown
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
 }
 
 func translate(err error) error {
 	switch {
-	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+	case err == nil:
+		return nil
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress),
+		errors.Is(err, raft.ErrNotVoter):
 		return fmt.Errorf("%w: %w", ErrNotLeader, err)
 	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrAbortedByRestore):
 		return fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
@@ -205,14 +333,17 @@ func (n *Node) Snapshot() error {
 
 // Status is what a node knows about Raft right now.
 type Status struct {
-	NodeID       string
-	State        string // Leader, Follower, Candidate, Shutdown
-	LeaderID     string
-	LeaderAddr   string
-	Term         uint64
-	CommitIndex  uint64
-	AppliedIndex uint64
-	LastContact  time.Duration // since the last contact with the leader; 0 on the leader
+	NodeID       string        `json:"node_id"`
+	Address      string        `json:"address"`
+	State        string        `json:"state"` // Leader, Follower, Candidate, Shutdown
+	Voter        bool          `json:"voter"`
+	LeaderID     string        `json:"leader_id"`
+	LeaderAddr   string        `json:"leader_addr"`
+	Term         uint64        `json:"term"`
+	CommitIndex  uint64        `json:"commit_index"`
+	AppliedIndex uint64        `json:"applied_index"`
+	LastContact  time.Duration `json:"last_contact_ns"` // since the last contact with the leader; 0 on the leader, -1 never
+	HasState     bool          `json:"has_state"`
 }
 
 // Status reports the node's Raft state.
@@ -220,28 +351,81 @@ func (n *Node) Status() Status {
 	addr, id := n.raft.LeaderWithID()
 	st := Status{
 		NodeID:       n.cfg.NodeID,
+		Address:      n.cfg.Advertise,
 		State:        n.raft.State().String(),
 		LeaderID:     string(id),
 		LeaderAddr:   string(addr),
 		Term:         n.raft.CurrentTerm(),
 		CommitIndex:  n.raft.CommitIndex(),
 		AppliedIndex: n.raft.AppliedIndex(),
+		HasState:     n.HasState(),
 	}
-	if n.raft.State() != raft.Leader {
-		if lc := n.raft.LastContact(); !lc.IsZero() {
-			st.LastContact = time.Since(lc)
+	if f := n.raft.GetConfiguration(); f.Error() == nil {
+		for _, s := range f.Configuration().Servers {
+			if s.ID == raft.ServerID(n.cfg.NodeID) {
+				st.Voter = s.Suffrage == raft.Voter
+			}
 		}
 	}
+	st.LastContact = n.LastContact()
 	return st
 }
 
-// Close shuts Raft down and releases the stores.
+// LastContact is the time since this node last heard from the leader: 0 on the leader, -1
+// if it never has.
+func (n *Node) LastContact() time.Duration {
+	if n.raft.State() == raft.Leader {
+		return 0
+	}
+	lc := n.raft.LastContact()
+	if lc.IsZero() {
+		return -1
+	}
+	return time.Since(lc)
+}
+
+// KnownLeader reports whether this node knows a leader.
+func (n *Node) KnownLeader() bool {
+	addr, _ := n.raft.LeaderWithID()
+	return addr != ""
+}
+
+// IsLeader reports whether this node is the leader.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// Close leaves gossip, shuts Raft down and releases the stores. It is safe to call twice.
 func (n *Node) Close() error {
-	close(n.shutdownCh)
-	<-n.watchDone
-	err := n.raft.Shutdown().Error()
-	if cerr := n.transport.Close(); err == nil {
-		err = cerr
+	var err error
+	n.closeOnce.Do(func() {
+		close(n.shutdownCh)
+		if n.members != nil {
+			n.members.stop()
+		}
+		if n.raft != nil {
+			err = n.raft.Shutdown().Error()
+		}
+		if n.rpcSrv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = n.rpcSrv.Shutdown(ctx)
+			cancel()
+		}
+		n.wg.Wait()
+		if cerr := n.closeResources(); err == nil {
+			err = cerr
+		}
+	})
+	return err
+}
+
+func (n *Node) closeResources() error {
+	var err error
+	if n.transport != nil {
+		err = n.transport.Close()
+	}
+	if n.mux != nil {
+		if cerr := n.mux.Close(); err == nil && cerr != nil && !errors.Is(cerr, net.ErrClosed) {
+			err = cerr
+		}
 	}
 	if cerr := n.logs.Close(); err == nil {
 		err = cerr

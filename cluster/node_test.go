@@ -32,7 +32,7 @@ func openNode(t *testing.T, dir, addr string) testNode {
 	f := fsm.New(nil)
 	n, err := Open(Config{
 		NodeID: "n1", DataDir: dir, RaftAddr: addr, Bootstrap: true, FSM: f,
-		Noop: fsm.MustEncode(fsm.CmdNoop, fsm.Noop{}),
+		Noop: fsm.MustEncode(fsm.CmdNoop, fsm.Noop{}), Codec: fsm.Codec{},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -136,14 +136,14 @@ func TestReadIndexCoversEveryCommittedWrite(t *testing.T) {
 func TestLeaderVerifierSharesRounds(t *testing.T) {
 	var calls atomic.Int32
 	release := make(chan struct{})
-	v := &leaderVerifier{check: func() error {
+	v := &rounds[struct{}]{check: func() (struct{}, error) {
 		calls.Add(1)
 		<-release
-		return nil
+		return struct{}{}, nil
 	}}
 	ctx := context.Background()
 	first := make(chan error, 1)
-	go func() { first <- v.verify(ctx) }()
+	go func() { _, err := v.do(ctx); first <- err }()
 	for calls.Load() != 1 {
 		time.Sleep(time.Millisecond)
 	}
@@ -151,7 +151,7 @@ func TestLeaderVerifierSharesRounds(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := 0; i < 10; i++ {
 		wg.Add(1)
-		go func() { defer wg.Done(); _ = v.verify(ctx) }()
+		go func() { defer wg.Done(); _, _ = v.do(ctx) }()
 	}
 	waitUntil(t, func() bool { v.mu.Lock(); defer v.mu.Unlock(); return len(v.waiting) == 10 })
 	close(release)

@@ -12,31 +12,50 @@ import (
 // Linearizable reads without a log write per read (Raft dissertation, section 6.4):
 //
 //  1. When a node becomes leader it commits a no-op command of the FSM's own (Config.Noop), so
-//     its FSM has applied every entry of earlier terms. Because raft hands the FSM every
-//     command and configuration entry, from then on the FSM's applied index reaches every
-//     commit index of the term.
-//  2. Per read: note the commit index, confirm leadership with VerifyLeader (one call shared by
-//     all readers waiting at that moment), check the term did not change, and return the
-//     index. The caller waits until its FSM applied that index and then reads locally.
+//     its FSM has applied every entry of earlier terms. Raft hands the FSM every command and
+//     configuration entry, so from then on the FSM's applied index reaches every commit index
+//     of the term.
+//  2. On the leader, per read: note the commit index, confirm leadership with VerifyLeader
+//     (one call shared by all readers waiting at that moment), check the term did not change,
+//     and return the index.
+//  3. On a follower or read replica: ask the leader for such an index (one RPC shared by all
+//     readers waiting at that moment).
+//
+// The caller then waits until its local FSM applied the index and reads locally.
 
 // ReadIndex returns an index such that a read of local state applied up to it is
-// linearizable. It fails with ErrNotLeader on a node that is not the leader.
+// linearizable.
 func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
-	if n.raft.State() != raft.Leader {
-		return 0, ErrNotLeader
+	if n.raft.State() == raft.Leader {
+		return n.leaderReadIndex(ctx)
 	}
+	return n.readIndex.do(ctx)
+}
+
+func (n *Node) leaderReadIndex(ctx context.Context) (uint64, error) {
 	term := n.raft.CurrentTerm()
 	if err := n.waitTermReady(ctx, term); err != nil {
 		return 0, err
 	}
 	idx := n.raft.CommitIndex()
-	if err := n.verifier.verify(ctx); err != nil {
+	if _, err := n.verifier.do(ctx); err != nil {
 		return 0, err
 	}
 	if n.raft.CurrentTerm() != term {
 		return 0, fmt.Errorf("%w: term changed during the read", ErrNotLeader)
 	}
 	return idx, nil
+}
+
+// remoteReadIndex asks the leader for a read index.
+func (n *Node) remoteReadIndex() (uint64, error) {
+	addr, _ := n.raft.LeaderWithID()
+	if addr == "" {
+		return 0, ErrNotLeader
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return n.rpc.readIndex(ctx, string(addr))
 }
 
 // waitTermReady waits until this term's no-op has been applied.
@@ -62,7 +81,6 @@ func (n *Node) waitTermReady(ctx context.Context, term uint64) error {
 
 // watchLeadership commits the FSM's no-op at the start of each term this node leads.
 func (n *Node) watchLeadership() {
-	defer close(n.watchDone)
 	for {
 		select {
 		case <-n.shutdownCh:
@@ -71,70 +89,88 @@ func (n *Node) watchLeadership() {
 			if !isLeader {
 				continue
 			}
-			term := n.raft.CurrentTerm()
-			for n.raft.State() == raft.Leader && n.raft.CurrentTerm() == term {
-				err := n.raft.Apply(n.cfg.Noop, 5*time.Second).Error()
-				if err == nil {
-					n.readyMu.Lock()
-					n.readyTerm = term
-					close(n.readyCh)
-					n.readyCh = make(chan struct{})
-					n.readyMu.Unlock()
-					n.log.Info("leader ready for linearizable reads", "term", term)
-					break
-				}
-				n.log.Warn("leader no-op failed", "term", term, "err", err)
-				select {
-				case <-n.shutdownCh:
-					return
-				case <-time.After(100 * time.Millisecond):
-				}
-			}
+			n.onLeader()
 		}
 	}
 }
 
-// leaderVerifier shares VerifyLeader calls among concurrent readers. A reader joins the next
-// round that starts after it arrived, never one already running: the round must confirm
-// leadership after the reader noted its commit index.
-type leaderVerifier struct {
-	check   func() error
+func (n *Node) onLeader() {
+	term := n.raft.CurrentTerm()
+	for n.raft.State() == raft.Leader && n.raft.CurrentTerm() == term {
+		err := n.raft.Apply(n.cfg.Noop, 5*time.Second).Error()
+		if err == nil {
+			n.readyMu.Lock()
+			n.readyTerm = term
+			close(n.readyCh)
+			n.readyCh = make(chan struct{})
+			n.readyMu.Unlock()
+			n.log.Info("leader ready", "term", term)
+			return
+		}
+		n.log.Warn("leader no-op failed", "term", term, "err", err)
+		select {
+		case <-n.shutdownCh:
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// LeaderReady reports whether this node is the leader and has applied its term's no-op.
+func (n *Node) LeaderReady() bool {
+	n.readyMu.Lock()
+	defer n.readyMu.Unlock()
+	return n.raft.State() == raft.Leader && n.readyTerm == n.raft.CurrentTerm()
+}
+
+// rounds shares one call among concurrent callers. A caller joins the next round that starts
+// after it arrived, never one already running: for VerifyLeader, the round must confirm
+// leadership after the caller noted its commit index; for a remote read index, the leader
+// must compute the index after the caller's read began.
+type rounds[T any] struct {
+	check   func() (T, error)
 	mu      sync.Mutex
-	waiting []chan error
+	waiting []chan roundResult[T]
 	running bool
 }
 
-func (v *leaderVerifier) verify(ctx context.Context) error {
-	ch := make(chan error, 1)
-	v.mu.Lock()
-	v.waiting = append(v.waiting, ch)
-	if !v.running {
-		v.running = true
-		go v.rounds()
+type roundResult[T any] struct {
+	v   T
+	err error
+}
+
+func (r *rounds[T]) do(ctx context.Context) (T, error) {
+	ch := make(chan roundResult[T], 1)
+	r.mu.Lock()
+	r.waiting = append(r.waiting, ch)
+	if !r.running {
+		r.running = true
+		go r.run()
 	}
-	v.mu.Unlock()
+	r.mu.Unlock()
 	select {
-	case err := <-ch:
-		return err
+	case res := <-ch:
+		return res.v, res.err
 	case <-ctx.Done():
-		return fmt.Errorf("%w: %w", ErrTimeout, ctx.Err())
+		var zero T
+		return zero, fmt.Errorf("%w: %w", ErrTimeout, ctx.Err())
 	}
 }
 
-func (v *leaderVerifier) rounds() {
+func (r *rounds[T]) run() {
 	for {
-		v.mu.Lock()
-		batch := v.waiting
-		v.waiting = nil
+		r.mu.Lock()
+		batch := r.waiting
+		r.waiting = nil
 		if len(batch) == 0 {
-			v.running = false
-			v.mu.Unlock()
+			r.running = false
+			r.mu.Unlock()
 			return
 		}
-		v.mu.Unlock()
-		err := v.check()
+		r.mu.Unlock()
+		v, err := r.check()
 		for _, ch := range batch {
-			ch <- err
+			ch <- roundResult[T]{v: v, err: err}
 		}
 	}
 }

@@ -83,7 +83,7 @@ func (f *FSM) Apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand {
 		return nil
 	}
-	res, err := f.ApplyCommand(l.Index, l.Data)
+	res, err := f.ApplyEntry(l.Index, l.Data)
 	if err != nil {
 		f.log.Error("cannot apply log entry: stopping", "index", l.Index, "err", err)
 		panic(fmt.Sprintf("fsm: apply index %d: %v", l.Index, err))
@@ -91,37 +91,67 @@ func (f *FSM) Apply(l *raft.Log) any {
 	return res
 }
 
-// ApplyCommand applies one encoded command at the given index without Raft. It returns an
-// error only for an entry that cannot be decoded; business failures are in Result.Err.
+// ApplyCommand applies one encoded command (not a batch) at the given index without Raft. It
+// returns an error only for an entry that cannot be decoded; business failures are in
+// Result.Err.
 func (f *FSM) ApplyCommand(index uint64, data []byte) (*Result, error) {
+	if len(data) > 0 && CommandType(data[0])&^FlagIgnoreUnknown == CmdBatch {
+		return nil, fmt.Errorf("ApplyCommand: a batch needs ApplyEntry")
+	}
+	res, err := f.ApplyEntry(index, data)
+	if err != nil {
+		return nil, err
+	}
+	return res.(*Result), nil
+}
+
+// ApplyEntry applies one log entry's data — a command or a batch — at the given index without
+// Raft. A command returns a *Result, a batch a *BatchResult.
+func (f *FSM) ApplyEntry(index uint64, data []byte) (any, error) {
 	f.writeMu.Lock()
 	defer f.writeMu.Unlock()
 	cur := f.state.Load()
+	if len(data) > 0 && CommandType(data[0])&^FlagIgnoreUnknown == CmdBatch {
+		next, res, err := f.applyBatch(cur, index, data[1:])
+		if err != nil {
+			return nil, err
+		}
+		f.publish(next)
+		return res, nil
+	}
+	next, res, err := f.applyOne(cur, index, data)
+	if err != nil {
+		return nil, err
+	}
+	f.publish(next)
+	return res, nil
+}
+
+// applyOne applies one command to cur and returns the next state. A failed command changes
+// nothing but the index.
+func (f *FSM) applyOne(cur *State, index uint64, data []byte) (*State, *Result, error) {
 	if len(data) == 0 {
-		return nil, fmt.Errorf("empty command")
+		return nil, nil, fmt.Errorf("empty command")
 	}
 	t := CommandType(data[0])
 	h, ok := f.handlers[t&^FlagIgnoreUnknown]
 	if !ok {
 		if t&FlagIgnoreUnknown != 0 {
 			f.log.Warn("skipping unknown command", "index", index, "type", uint8(t))
-			f.publish(cur.withIndex(index))
-			return &Result{Index: index}, nil
+			return cur.withIndex(index), &Result{Index: index}, nil
 		}
-		return nil, fmt.Errorf("unknown command type %d", t)
+		return nil, nil, fmt.Errorf("unknown command type %d", t)
 	}
 	tx := newTxn(cur)
 	res, err := h(tx, data[1:])
 	if err != nil {
-		return nil, fmt.Errorf("command type %d: %w", t, err)
+		return nil, nil, fmt.Errorf("command type %d: %w", t, err)
 	}
 	res.Index = index
 	if res.Err != nil {
-		f.publish(cur.withIndex(index)) // a failed command changes nothing but the index
-		return res, nil
+		return cur.withIndex(index), res, nil
 	}
-	f.publish(tx.commit(index))
-	return res, nil
+	return tx.commit(index), res, nil
 }
 
 func (f *FSM) publish(s *State) {

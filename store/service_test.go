@@ -28,7 +28,7 @@ func newService(t *testing.T) *Service {
 	l.Close()
 	machine := fsm.New(nil)
 	node, err := cluster.Open(cluster.Config{NodeID: "s1", DataDir: dir, RaftAddr: addr, Bootstrap: true,
-		FSM: machine, Noop: fsm.MustEncode(fsm.CmdNoop, fsm.Noop{})})
+		FSM: machine, Noop: fsm.MustEncode(fsm.CmdNoop, fsm.Noop{}), Codec: fsm.Codec{}})
 	if err != nil {
 		t.Fatal(err)
 	}

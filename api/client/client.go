@@ -2,6 +2,7 @@
 package client
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
@@ -54,6 +55,40 @@ func WithHTTPClient(h *http.Client) Option {
 		if h != nil {
 			c.hc = h
 		}
+	}
+}
+
+// MaxIdleConnsPerHost is how many idle keep-alive connections a transport made by NewTransport
+// keeps per server, enough for hundreds of concurrent callers sharing one Client.
+const MaxIdleConnsPerHost = 256
+
+// NewTransport returns an HTTP transport with Go's default dialer, proxy and timeout settings,
+// the TLS configuration cfg (nil: Go's defaults, with the system roots) and keep-alive pools
+// sized for many concurrent requests to one server.
+func NewTransport(cfg *tls.Config) *http.Transport {
+	var tr *http.Transport
+	if dt, ok := http.DefaultTransport.(*http.Transport); ok {
+		tr = dt.Clone()
+	} else {
+		tr = &http.Transport{Proxy: http.ProxyFromEnvironment, ForceAttemptHTTP2: true}
+	}
+	if cfg != nil {
+		tr.TLSClientConfig = cfg.Clone()
+	}
+	tr.MaxIdleConns = 4 * MaxIdleConnsPerHost
+	tr.MaxIdleConnsPerHost = MaxIdleConnsPerHost
+	return tr
+}
+
+// WithTLSConfig makes the Client use a transport from NewTransport(cfg), keeping the request
+// timeout of the HTTP client configured so far (DefaultTimeout, or the one given to an earlier
+// WithHTTPClient). The caller's http.Client is never modified, and redirects are still not
+// followed.
+func WithTLSConfig(cfg *tls.Config) Option {
+	return func(c *Client) {
+		hc := *c.hc
+		hc.Transport = NewTransport(cfg)
+		c.hc = &hc
 	}
 }
 

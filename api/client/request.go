@@ -2,6 +2,7 @@ package client
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -24,7 +25,8 @@ type call struct {
 	path     string // secret path appended to endpoint, required unless noPath
 	noPath   bool   // the endpoint takes no secret path (listing, health)
 	query    url.Values
-	body     any // JSON-encoded when non-nil
+	body     any    // JSON-encoded when non-nil
+	accept   string // Accept header; empty means application/json
 }
 
 // endpointURL returns the request URL of k, escaping each path segment.
@@ -100,7 +102,7 @@ func (c *Client) send(ctx context.Context, k call) (http.Header, int, []byte, er
 		return nil, 0, nil, fmt.Errorf("build request: %w", err)
 	}
 	req.URL = u // keep the exact escaping of RawPath
-	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Accept", cmp.Or(k.accept, "application/json"))
 	req.Header.Set("User-Agent", "keyward-go-client")
 	if k.body != nil {
 		req.Header.Set("Content-Type", "application/json")

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
+	"time"
 	"unicode/utf8"
 
 	"github.com/keyward/keyward/api/wire"
@@ -27,12 +29,56 @@ type Selector struct {
 	State   string // "CURRENT", "PREVIOUS" or "DEPRECATED"
 }
 
-// Secret is a read version: the API's answer, its value decoded and the Raft index the
-// answering node had applied.
+// Secret is a read version: the API's answer, its value decoded and what the answering node
+// said about its state in the response headers.
 type Secret struct {
 	wire.SecretResponse
 	Value []byte `json:"-"`
+	// Index is the Raft index the answering node had applied (X-Keyward-Index).
 	Index uint64 `json:"-"`
+	// LastContact is how long ago the answering node last heard from the leader; 0 on the
+	// leader (X-Keyward-Last-Contact).
+	LastContact time.Duration `json:"-"`
+	// KnownLeader reports whether the answering node knew a leader (X-Keyward-Known-Leader);
+	// false when the server does not send the header.
+	KnownLeader bool `json:"-"`
+	// Consistency is how the read was served: "linearizable" or "stale"
+	// (X-Keyward-Consistency); empty when the server does not send the header.
+	Consistency string `json:"-"`
+}
+
+// Response headers describing how a read was served.
+const (
+	headerLastContact = "X-Keyward-Last-Contact"
+	headerKnownLeader = "X-Keyward-Known-Leader"
+	headerConsistency = "X-Keyward-Consistency"
+)
+
+// ReadOptions choose the consistency of a read. The zero value asks for a linearizable read.
+type ReadOptions struct {
+	// Stale lets the node answer from its local state without confirming leadership, so any
+	// node can answer, possibly with data that is not the newest.
+	Stale bool
+	// MaxStale, when positive, allows a stale read (it implies Stale) but makes the node
+	// refuse with 503 too_stale when its last contact with the leader is older than MaxStale.
+	MaxStale time.Duration
+	// MinIndex, when non-zero, makes the node wait (for a bounded time) until it has applied
+	// this Raft index before answering; pass the Index of an earlier answer to read your
+	// writes from any node.
+	MinIndex uint64
+}
+
+// addTo adds the query parameters of o to q.
+func (o ReadOptions) addTo(q url.Values) {
+	switch {
+	case o.MaxStale > 0:
+		q.Set("max_stale", o.MaxStale.String())
+	case o.Stale:
+		q.Set("stale", "true")
+	}
+	if o.MinIndex != 0 {
+		q.Set("min_index", strconv.FormatUint(o.MinIndex, 10))
+	}
 }
 
 // Put writes value as a new version of path. The value travels as "value" when it is valid
@@ -53,8 +99,14 @@ func (c *Client) Put(ctx context.Context, path string, value []byte, o PutOption
 	return &out, nil
 }
 
-// Get reads the version of path that sel picks.
+// Get reads the version of path that sel picks with a linearizable read. It is GetWith with
+// zero ReadOptions.
 func (c *Client) Get(ctx context.Context, path string, sel Selector) (*Secret, error) {
+	return c.GetWith(ctx, path, sel, ReadOptions{})
+}
+
+// GetWith reads the version of path that sel picks with the consistency ro asks for.
+func (c *Client) GetWith(ctx context.Context, path string, sel Selector, ro ReadOptions) (*Secret, error) {
 	q := url.Values{}
 	switch {
 	case sel.Version != 0 && sel.State != "":
@@ -64,6 +116,7 @@ func (c *Client) Get(ctx context.Context, path string, sel Selector) (*Secret, e
 	case sel.State != "":
 		q.Set("state", sel.State)
 	}
+	ro.addTo(q)
 	var s Secret
 	h, _, err := c.do(ctx, call{method: http.MethodGet, endpoint: "/v1/secrets", path: path, query: q}, &s.SecretResponse)
 	if err != nil {
@@ -82,5 +135,10 @@ func (c *Client) Get(ctx context.Context, path string, sel Selector) (*Secret, e
 		return nil, fmt.Errorf("GET %s: %w: no value", path, ErrMalformedResponse)
 	}
 	s.Index, _ = strconv.ParseUint(h.Get(wire.HeaderIndex), 10, 64)
+	if ms, err := strconv.ParseInt(h.Get(headerLastContact), 10, 64); err == nil && ms > 0 {
+		s.LastContact = time.Duration(min(ms, math.MaxInt64/int64(time.Millisecond))) * time.Millisecond
+	}
+	s.KnownLeader, _ = strconv.ParseBool(h.Get(headerKnownLeader))
+	s.Consistency = h.Get(headerConsistency)
 	return &s, nil
 }

@@ -36,6 +36,10 @@ func (x cli) run(args []string) int {
 		return runServer(args[1:])
 	case "secret":
 		return x.secret(args[1:])
+	case "bench":
+		return x.bench(args[1:])
+	case "tls":
+		return x.tls(args[1:])
 	case "version":
 		return x.version(args[1:])
 	case "help", "-h", "-help", "--help":
@@ -72,6 +76,8 @@ func (x cli) usage(w io.Writer) {
 Commands:
   server    run a keyward server node
   secret    read and write secrets: put, get, list, versions, destroy, delete, restore
+  bench     generate load against nodes and report throughput, latency and memory
+  tls       create a cluster CA and node certificates: ca create, cert create
   version   print the version of this binary
   help      print help; "keyward help secret [SUBCOMMAND]" for more
 

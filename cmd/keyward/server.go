@@ -145,7 +145,7 @@ func serve(ctx context.Context, cfg *serverConfig, log *slog.Logger) error {
 	machine := fsm.New(log.With("component", "fsm"))
 	node, err := cluster.Open(cluster.Config{
 		NodeID: cfg.nodeID, DataDir: cfg.dataDir, RaftAddr: cfg.raftAddr,
-		Bootstrap: true, FSM: machine, Noop: fsm.MustEncode(fsm.CmdNoop, fsm.Noop{}), Log: log,
+		Bootstrap: true, FSM: machine, Noop: fsm.MustEncode(fsm.CmdNoop, fsm.Noop{}), Codec: fsm.Codec{}, Log: log,
 		SnapshotThreshold: cfg.snapshotThr,
 	})
 	if err != nil {
