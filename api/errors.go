@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/keyward/keyward/api/wire"
+	"github.com/keyward/keyward/cluster"
 	"github.com/keyward/keyward/store"
 )
 
@@ -43,6 +44,14 @@ var errorTable = []struct {
 	{store.ErrNoLeader, http.StatusServiceUnavailable, "no_leader"},
 	{store.ErrOutcomeUnknown, http.StatusServiceUnavailable, "outcome_unknown"},
 	{store.ErrBusy, http.StatusServiceUnavailable, "busy"},
+	{store.ErrTooStale, http.StatusServiceUnavailable, "too_stale"},
+	{store.ErrIndexNotReached, http.StatusServiceUnavailable, "index_not_reached"},
+	{store.ErrBadSnapshot, http.StatusBadRequest, "invalid_snapshot"},
+	{cluster.ErrNotFound, http.StatusNotFound, "not_found"},
+	{cluster.ErrNotLeader, http.StatusServiceUnavailable, "no_leader"},
+	{cluster.ErrOutcomeUnknown, http.StatusServiceUnavailable, "outcome_unknown"},
+	{cluster.ErrTimeout, http.StatusServiceUnavailable, "no_leader"},
+	{cluster.ErrShutdown, http.StatusServiceUnavailable, "no_leader"},
 	{store.ErrKMS, http.StatusServiceUnavailable, "kms_unavailable"},
 }
 

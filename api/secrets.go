@@ -2,7 +2,6 @@ package api
 
 import (
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -70,7 +69,12 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	v, err := s.d.Secrets.Get(r.Context(), pathVar(r), sel)
+	ro, err := readOptions(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	v, err := s.d.Secrets.Get(r.Context(), pathVar(r), sel, ro)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -87,7 +91,7 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request) {
 		resp.ValueBase64 = &b64
 	}
 	clear(v.Plaintext)
-	setIndex(w, v.Index)
+	setReadHeaders(w, v.Read)
 	s.writeJSON(w, http.StatusOK, resp)
 }
 
@@ -112,7 +116,12 @@ func selector(r *http.Request) (store.Selector, error) {
 }
 
 func (s *Server) versions(w http.ResponseWriter, r *http.Request) {
-	md, err := s.d.Secrets.Versions(r.Context(), pathVar(r))
+	ro, err := readOptions(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	md, err := s.d.Secrets.Versions(r.Context(), pathVar(r), ro)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -129,7 +138,7 @@ func (s *Server) versions(w http.ResponseWriter, r *http.Request) {
 			CreatedBy: v.CreatedBy, KMSKeyID: v.KMSKeyID, Destroyed: v.Destroyed,
 		})
 	}
-	setIndex(w, md.Index)
+	setReadHeaders(w, md.Read)
 	s.writeJSON(w, http.StatusOK, resp)
 }
 
@@ -144,7 +153,12 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	res, err := s.d.Secrets.List(r.Context(), q.Get("prefix"), q.Get("after"), limit)
+	ro, err := readOptions(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	res, err := s.d.Secrets.List(r.Context(), q.Get("prefix"), q.Get("after"), limit, ro)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -156,7 +170,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 			CurrentVersion: sec.CurrentVersion, CreatedAt: nanos(sec.CreatedAt), UpdatedAt: nanos(sec.UpdatedAt),
 		})
 	}
-	setIndex(w, res.Index)
+	setReadHeaders(w, res.Read)
 	s.writeJSON(w, http.StatusOK, resp)
 }
 
@@ -199,33 +213,12 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) restore(w http.ResponseWriter, r *http.Request) {
 	path := pathVar(r)
-	if err := s.d.Secrets.Restore(r.Context(), path); err != nil {
+	if err := s.d.Secrets.Undelete(r.Context(), path); err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	s.writeJSON(w, http.StatusOK, wire.RestoreResponse{Path: path, Restored: true})
 }
 
-func (s *Server) health(w http.ResponseWriter, r *http.Request) {
-	h := s.d.Health.Health()
-	status := http.StatusOK
-	if h.Leader == "" {
-		status = http.StatusServiceUnavailable
-		h.Error = &wire.Error{Code: "no_leader", Message: errors.New("the cluster has no leader").Error()}
-	}
-	if r.Method == http.MethodHead {
-		w.WriteHeader(status)
-		return
-	}
-	s.writeJSON(w, status, h)
-}
-
 func nanos(n int64) time.Time { return time.Unix(0, n).UTC() }
 
-func (s *Server) snapshot(w http.ResponseWriter, r *http.Request) {
-	if err := s.d.Raft.Snapshot(); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	s.writeJSON(w, http.StatusOK, map[string]bool{"snapshot": true})
-}

@@ -18,18 +18,23 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/keyward/keyward/api/wire"
+	"github.com/keyward/keyward/cluster"
 	"github.com/keyward/keyward/store"
 )
 
 // Secrets is the secret service the API calls; store.Service implements it.
 type Secrets interface {
 	Put(ctx context.Context, in store.PutInput) (*store.WriteResult, error)
-	Get(ctx context.Context, path string, sel store.Selector) (*store.Value, error)
-	Versions(ctx context.Context, path string) (*store.Metadata, error)
-	List(ctx context.Context, prefix, after string, limit int) (*store.ListResult, error)
+	Get(ctx context.Context, path string, sel store.Selector, ro store.ReadOptions) (*store.Value, error)
+	Versions(ctx context.Context, path string, ro store.ReadOptions) (*store.Metadata, error)
+	List(ctx context.Context, prefix, after string, limit int, ro store.ReadOptions) (*store.ListResult, error)
+	// Snapshot writes a consistent, checksummed snapshot of the replicated state.
+	Snapshot(ctx context.Context, w io.Writer) error
+	// Restore verifies a snapshot written by Snapshot and restores it into the cluster.
+	Restore(ctx context.Context, r io.Reader) error
 	Destroy(ctx context.Context, path string, versions []uint64) ([]uint64, error)
 	Delete(ctx context.Context, path string, purge bool) error
-	Restore(ctx context.Context, path string) error
+	Undelete(ctx context.Context, path string) error
 }
 
 // Health reports the node's view of the cluster for /v1/sys/health.
@@ -37,18 +42,32 @@ type Health interface {
 	Health() wire.HealthResponse
 }
 
-// Raft is the operator's handle on the local Raft node.
-type Raft interface {
-	// Snapshot forces a Raft snapshot now.
+// Cluster is the operator's handle on the local node's cluster membership.
+type Cluster interface {
+	// Snapshot forces a local Raft snapshot now.
 	Snapshot() error
+	Members() []cluster.Member
+	Peers(ctx context.Context) ([]cluster.Peer, error)
+	ClusterStatus(ctx context.Context) (cluster.ClusterStatus, error)
+	JoinCluster(ctx context.Context, addr string) error
+	Remove(ctx context.Context, id string) error
+	TransferLeader(ctx context.Context, id string) error
 }
 
 // Deps are what the API needs.
 type Deps struct {
 	Secrets Secrets
 	Health  Health
-	Raft    Raft
-	Log     *slog.Logger
+	Cluster Cluster
+	// Metrics serves /metrics (nil: not served); Observer records each request.
+	Metrics  http.Handler
+	Observer RequestObserver
+	Log      *slog.Logger
+}
+
+// RequestObserver records one finished request by route template and status.
+type RequestObserver interface {
+	Observe(method, route string, status int, d time.Duration)
 }
 
 // Server is the HTTP handler.
@@ -74,30 +93,65 @@ func New(d Deps) *Server {
 	r.HandleFunc("/v1/destroy/{path:.*}", s.destroy).Methods(http.MethodPost)
 	r.HandleFunc("/v1/restore/{path:.*}", s.restore).Methods(http.MethodPost)
 	r.HandleFunc("/v1/sys/health", s.health).Methods(http.MethodGet, http.MethodHead)
-	r.HandleFunc("/v1/sys/raft/snapshot", s.snapshot).Methods(http.MethodPost)
+	r.HandleFunc("/v1/sys/raft/snapshot", s.raftSnapshot).Methods(http.MethodPost)
+	r.HandleFunc("/v1/sys/snapshot", s.snapshotSave).Methods(http.MethodGet)
+	r.HandleFunc("/v1/sys/snapshot", s.snapshotRestore).Methods(http.MethodPut, http.MethodPost)
+	r.HandleFunc("/v1/sys/cluster/members", s.clusterMembers).Methods(http.MethodGet)
+	r.HandleFunc("/v1/sys/cluster/peers", s.clusterPeers).Methods(http.MethodGet)
+	r.HandleFunc("/v1/sys/cluster/status", s.clusterStatus).Methods(http.MethodGet)
+	r.HandleFunc("/v1/sys/cluster/join", s.clusterJoin).Methods(http.MethodPost)
+	r.HandleFunc("/v1/sys/cluster/remove", s.clusterRemove).Methods(http.MethodPost)
+	r.HandleFunc("/v1/sys/cluster/transfer-leader", s.clusterTransfer).Methods(http.MethodPost)
+	if d.Metrics != nil {
+		r.Handle("/metrics", d.Metrics).Methods(http.MethodGet)
+	}
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { s.fail(w, nil, errNoRoute) })
 	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { s.fail(w, nil, errMethod) })
 	s.router = r
 	return s
 }
 
-// ServeHTTP logs each request (never bodies) and dispatches it.
+// ServeHTTP logs and measures each request (never bodies) and dispatches it.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 	s.router.ServeHTTP(rec, r)
-	s.d.Log.Debug("request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
-		"remote", r.RemoteAddr, "duration", time.Since(start))
+	d := time.Since(start)
+	route := "unmatched"
+	var m mux.RouteMatch
+	if s.router.Match(r, &m) && m.Route != nil {
+		if t, err := m.Route.GetPathTemplate(); err == nil {
+			route = t
+		}
+	}
+	if s.d.Observer != nil {
+		s.d.Observer.Observe(r.Method, route, rec.status, d)
+	}
+	s.d.Log.Debug("request", "method", r.Method, "route", route, "status", rec.status,
+		"remote", r.RemoteAddr, "duration", d)
 }
 
 type statusRecorder struct {
 	http.ResponseWriter
 	status int
+	wrote  bool
 }
 
 func (r *statusRecorder) WriteHeader(code int) {
-	r.status = code
+	r.status, r.wrote = code, true
 	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	r.wrote = true
+	return r.ResponseWriter.Write(b)
+}
+
+// Flush lets streaming handlers push data through.
+func (r *statusRecorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
 }
 
 func (s *Server) writeJSON(w http.ResponseWriter, status int, v any) {
@@ -187,4 +241,50 @@ func checkFieldNames(body []byte, v any) error {
 
 func setIndex(w http.ResponseWriter, index uint64) {
 	w.Header().Set(wire.HeaderIndex, strconv.FormatUint(index, 10))
+}
+
+// setReadHeaders tells the client how fresh a read was.
+func setReadHeaders(w http.ResponseWriter, info store.ReadInfo) {
+	setIndex(w, info.Index)
+	h := w.Header()
+	lc := info.LastContact.Milliseconds()
+	if info.LastContact < 0 {
+		lc = -1
+	}
+	h.Set(wire.HeaderLastContact, strconv.FormatInt(lc, 10))
+	h.Set(wire.HeaderKnownLeader, strconv.FormatBool(info.KnownLeader))
+	h.Set(wire.HeaderConsistency, info.Consistency)
+}
+
+// readOptions parses ?stale, ?max_stale=DUR and ?min_index=N.
+func readOptions(r *http.Request) (store.ReadOptions, error) {
+	q := r.URL.Query()
+	var ro store.ReadOptions
+	if q.Has("stale") {
+		v := q.Get("stale")
+		if v == "" {
+			ro.Stale = true
+		} else {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return ro, fmt.Errorf("%w: stale must be empty, true or false", store.ErrInvalidArgument)
+			}
+			ro.Stale = b
+		}
+	}
+	if v := q.Get("max_stale"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return ro, fmt.Errorf("%w: max_stale must be a positive duration such as 5s", store.ErrInvalidArgument)
+		}
+		ro.MaxStale, ro.Stale = d, true
+	}
+	if v := q.Get("min_index"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return ro, fmt.Errorf("%w: min_index must be a non-negative integer", store.ErrInvalidArgument)
+		}
+		ro.MinIndex = n
+	}
+	return ro, nil
 }

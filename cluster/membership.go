@@ -182,20 +182,21 @@ func (m *membership) stop() {
 	_ = m.ml.Shutdown()
 }
 
-// loop joins the cluster (retrying until it succeeds), bootstraps when enough voters are
-// seen, and on the leader cleans up dead servers.
+// loop discovers the cluster through the Join addresses (retrying until it succeeds): it
+// joins gossip through them and, when they belong to a cluster with a leader, asks to be
+// added. Without an existing cluster and with BootstrapExpect set, it bootstraps once enough
+// voters are seen. On the leader it cleans up dead servers.
 func (m *membership) loop() {
 	defer m.wg.Done()
 	joined := len(m.n.cfg.Join) == 0
-	bootstrapped := m.n.cfg.BootstrapExpect == 0
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
 		if !joined {
 			joined = m.tryJoin()
 		}
-		if !bootstrapped {
-			bootstrapped = m.tryBootstrap()
+		if !joined && m.n.cfg.BootstrapExpect > 0 && !m.n.HasState() {
+			joined = m.tryBootstrap()
 		}
 		if m.n.IsLeader() && m.n.cfg.DeadServerCleanup > 0 {
 			m.cleanupDead()
@@ -209,26 +210,36 @@ func (m *membership) loop() {
 	}
 }
 
-// tryJoin asks one of the Join addresses (any member's cluster address) to add this node; the
-// request reaches the leader. Then it joins gossip through the members the answer names.
+// tryJoin contacts the Join addresses (any members' cluster addresses): it joins gossip
+// through them, and if one belongs to a cluster with a leader, asks to be added (the request
+// reaches the leader). It reports whether this node is now part of a cluster.
 func (m *membership) tryJoin() bool {
 	n := m.n
 	for _, addr := range n.cfg.Join {
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		body, _, _, err := n.rpc.call(ctx, "POST", addr, "/rpc/join", mustJSON(joinRequest{
-			ID: n.cfg.NodeID, Addr: n.cfg.Advertise, Voter: !n.cfg.ReadReplica, Gossip: n.cfg.GossipAddr,
-		}))
+		if addr == n.cfg.Advertise {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		st, err := n.rpc.status(ctx, addr)
 		cancel()
+		if err != nil {
+			n.log.Debug("join: member not reachable yet", "via", addr, "err", err)
+			continue
+		}
+		if st.GossipAddr != "" {
+			if _, err := m.ml.Join([]string{st.GossipAddr}); err != nil {
+				n.log.Debug("gossip join failed", "via", st.GossipAddr, "err", err)
+			}
+		}
+		if !st.HasState || st.LeaderID == "" {
+			continue // no cluster there yet (bootstrap-expect may form one)
+		}
+		jctx, jcancel := context.WithTimeout(context.Background(), 15*time.Second)
+		err = n.JoinCluster(jctx, addr)
+		jcancel()
 		if err != nil {
 			n.log.Warn("join failed; retrying", "via", addr, "err", err)
 			continue
-		}
-		var resp joinResponse
-		_ = json.Unmarshal(body, &resp)
-		if len(resp.Gossip) > 0 {
-			if _, err := m.ml.Join(resp.Gossip); err != nil {
-				n.log.Warn("gossip join failed", "err", err)
-			}
 		}
 		n.log.Info("joined the cluster", "via", addr)
 		return true

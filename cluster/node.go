@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -107,6 +108,9 @@ type Node struct {
 	batcher   *batcher
 	members   *membership
 
+	forwardedApplies atomic.Uint64
+	forwardedReads   atomic.Uint64
+
 	verifier  *rounds[struct{}] // leader: shared VerifyLeader calls
 	readIndex *rounds[uint64]   // follower: shared read-index RPCs to the leader
 
@@ -178,6 +182,9 @@ func (n *Node) open(hl hclog.Logger, raftDir string) error {
 		return fmt.Errorf("cluster: advertise address %s is not routable; set it explicitly", adv)
 	}
 	n.cfg.Advertise = advAddr.String()
+	if advAddr.IP.IsLoopback() {
+		n.dialer.local = &net.TCPAddr{IP: advAddr.IP}
+	}
 	n.mux = newMuxListener(ln, cfg.ServerTLS, n.log)
 	layer := &raftLayer{subListener: n.mux.raft, dialer: n.dialer, advertise: advAddr}
 	n.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
@@ -344,6 +351,7 @@ type Status struct {
 	AppliedIndex uint64        `json:"applied_index"`
 	LastContact  time.Duration `json:"last_contact_ns"` // since the last contact with the leader; 0 on the leader, -1 never
 	HasState     bool          `json:"has_state"`
+	GossipAddr   string        `json:"gossip_addr,omitempty"`
 }
 
 // Status reports the node's Raft state.
@@ -359,6 +367,7 @@ func (n *Node) Status() Status {
 		CommitIndex:  n.raft.CommitIndex(),
 		AppliedIndex: n.raft.AppliedIndex(),
 		HasState:     n.HasState(),
+		GossipAddr:   n.cfg.GossipAddr,
 	}
 	if f := n.raft.GetConfiguration(); f.Error() == nil {
 		for _, s := range f.Configuration().Servers {
@@ -445,4 +454,14 @@ func orUint(v, d uint64) uint64 {
 		return d
 	}
 	return v
+}
+
+// ForwardStats counts work this node sent to the leader.
+type ForwardStats struct {
+	Applies, ReadIndexes uint64
+}
+
+// ForwardStats reports how many writes and read-index requests went to the leader.
+func (n *Node) ForwardStats() ForwardStats {
+	return ForwardStats{Applies: n.forwardedApplies.Load(), ReadIndexes: n.forwardedReads.Load()}
 }

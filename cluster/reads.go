@@ -53,6 +53,7 @@ func (n *Node) remoteReadIndex() (uint64, error) {
 	if addr == "" {
 		return 0, ErrNotLeader
 	}
+	n.forwardedReads.Add(1)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return n.rpc.readIndex(ctx, string(addr))

@@ -218,6 +218,7 @@ func (c *rpcClient) call(ctx context.Context, method, addr, path string, body []
 // forwardApply sends a command to the leader at addr. A failure before the leader could have
 // received it is ErrNotLeader (safe to retry); a failure after is ErrOutcomeUnknown.
 func (n *Node) forwardApply(ctx context.Context, addr string, cmd []byte) (any, uint64, error) {
+	n.forwardedApplies.Add(1)
 	body, hdr, sent, err := n.rpc.call(ctx, http.MethodPost, addr, "/rpc/apply", cmd)
 	if err != nil {
 		switch {

@@ -27,11 +27,18 @@ var ErrClosed = errors.New("listener closed")
 // Dialer opens node-to-node connections: TLS when tlsConf is set, plain TCP in dev mode.
 type Dialer struct {
 	tlsConf *tls.Config
+	// local, when set, is the source address of outgoing connections: on loopback, nodes
+	// each own an address such as 127.0.0.2, so connections come from the advertised address
+	// and per-node firewall rules (partition tests) see who is talking.
+	local *net.TCPAddr
 }
 
 // DialProto connects to addr and announces proto.
 func (d Dialer) DialProto(ctx context.Context, addr string, proto byte) (net.Conn, error) {
-	var nd net.Dialer
+	nd := net.Dialer{}
+	if d.local != nil {
+		nd.LocalAddr = d.local
+	}
 	conn, err := nd.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err

@@ -32,6 +32,10 @@ var (
 	// ErrOutcomeUnknown: leadership was lost while a write committed; it may or may not have
 	// happened.
 	ErrOutcomeUnknown = errors.New("write outcome unknown")
+	// ErrTooStale: a stale read's max_stale bound was exceeded.
+	ErrTooStale = errors.New("local state too stale")
+	// ErrIndexNotReached: a min_index read waited too long for the index.
+	ErrIndexNotReached = errors.New("index not reached")
 	// ErrBusy: other writes to the same secret kept winning; nothing was written. Retry.
 	ErrBusy = errors.New("too many concurrent writes to this secret")
 	// ErrKMS: the key-encryption-key provider failed.

@@ -105,15 +105,15 @@ type Value struct {
 	State     fsm.VersionState
 	CreatedAt time.Time
 	Plaintext []byte
-	Index     uint64 // the applied index of the state it was read from
+	Read      ReadInfo
 }
 
 // Get reads and decrypts one version from the local state.
-func (s *Service) Get(ctx context.Context, path string, sel Selector) (*Value, error) {
+func (s *Service) Get(ctx context.Context, path string, sel Selector, ro ReadOptions) (*Value, error) {
 	if sel.Version != 0 && sel.State != fsm.StateUnknown {
 		return nil, fmt.Errorf("%w: choose a version or a state, not both", ErrInvalidArgument)
 	}
-	st, err := s.readState(ctx)
+	st, info, err := s.readState(ctx, ro)
 	if err != nil {
 		return nil, err
 	}
@@ -147,7 +147,7 @@ func (s *Service) Get(ctx context.Context, path string, sel Selector) (*Value, e
 	}
 	return &Value{
 		Path: sec.Path, SecretID: sec.ID, Version: v.Number, VersionID: v.ID, State: v.State,
-		CreatedAt: time.Unix(0, v.CreatedAt).UTC(), Plaintext: plain, Index: st.Index(),
+		CreatedAt: time.Unix(0, v.CreatedAt).UTC(), Plaintext: plain, Read: info,
 	}, nil
 }
 
@@ -155,12 +155,12 @@ func (s *Service) Get(ctx context.Context, path string, sel Selector) (*Value, e
 type Metadata struct {
 	Secret   *fsm.Secret
 	Versions []*fsm.SecretVersion
-	Index    uint64
+	Read     ReadInfo
 }
 
 // Versions returns the metadata of every version of a live secret.
-func (s *Service) Versions(ctx context.Context, path string) (*Metadata, error) {
-	st, err := s.readState(ctx)
+func (s *Service) Versions(ctx context.Context, path string, ro ReadOptions) (*Metadata, error) {
+	st, info, err := s.readState(ctx, ro)
 	if err != nil {
 		return nil, err
 	}
@@ -168,30 +168,30 @@ func (s *Service) Versions(ctx context.Context, path string) (*Metadata, error) 
 	if err != nil {
 		return nil, err
 	}
-	return &Metadata{Secret: sec, Versions: st.Versions(sec.ID), Index: st.Index()}, nil
+	return &Metadata{Secret: sec, Versions: st.Versions(sec.ID), Read: info}, nil
 }
 
 // ListResult is one page of a listing.
 type ListResult struct {
 	Secrets []*fsm.Secret
 	Next    string // pass as after for the next page; empty on the last page
-	Index   uint64
+	Read    ReadInfo
 }
 
 // List returns live secrets whose path starts with prefix, after the path `after`.
-func (s *Service) List(ctx context.Context, prefix, after string, limit int) (*ListResult, error) {
+func (s *Service) List(ctx context.Context, prefix, after string, limit int, ro ReadOptions) (*ListResult, error) {
 	if limit <= 0 || limit > MaxListLimit {
 		return nil, fmt.Errorf("%w: limit must be 1..%d", ErrInvalidArgument, MaxListLimit)
 	}
 	if len(prefix) > MaxPathBytes || len(after) > MaxPathBytes {
 		return nil, fmt.Errorf("%w: prefix and after are at most %d bytes", ErrInvalidArgument, MaxPathBytes)
 	}
-	st, err := s.readState(ctx)
+	st, info, err := s.readState(ctx, ro)
 	if err != nil {
 		return nil, err
 	}
 	secs, more := st.List(prefix, after, limit)
-	out := &ListResult{Secrets: secs, Index: st.Index()}
+	out := &ListResult{Secrets: secs, Read: info}
 	if more && len(secs) > 0 {
 		out.Next = secs[len(secs)-1].Path
 	}
@@ -208,7 +208,7 @@ func (s *Service) Destroy(ctx context.Context, path string, versions []uint64) (
 			return nil, fmt.Errorf("%w: version numbers start at 1", ErrInvalidArgument)
 		}
 	}
-	st, err := s.readState(ctx)
+	st, _, err := s.readState(ctx, ReadOptions{})
 	if err != nil {
 		return nil, err
 	}
@@ -239,7 +239,7 @@ func (s *Service) Delete(ctx context.Context, path string, purge bool) error {
 	if err := ValidatePath(path); err != nil {
 		return err
 	}
-	st, err := s.readState(ctx)
+	st, _, err := s.readState(ctx, ReadOptions{})
 	if err != nil {
 		return err
 	}
@@ -263,12 +263,12 @@ func (s *Service) Delete(ctx context.Context, path string, purge bool) error {
 	return nil
 }
 
-// Restore undoes a soft delete.
-func (s *Service) Restore(ctx context.Context, path string) error {
+// Undelete restores a soft-deleted secret.
+func (s *Service) Undelete(ctx context.Context, path string) error {
 	if err := ValidatePath(path); err != nil {
 		return err
 	}
-	st, err := s.readState(ctx)
+	st, _, err := s.readState(ctx, ReadOptions{})
 	if err != nil {
 		return err
 	}

@@ -31,9 +31,13 @@ type StateReader interface {
 }
 
 // ReadIndexer returns an index that makes a read of local state applied up to it
-// linearizable. cluster.Node implements it.
+// linearizable, and says how fresh the local state is. cluster.Node implements it.
 type ReadIndexer interface {
 	ReadIndex(ctx context.Context) (uint64, error)
+	// LastContact is the time since the node last heard from the leader: 0 on the leader,
+	// negative if never.
+	LastContact() time.Duration
+	KnownLeader() bool
 }
 
 // Sealer encrypts values for one secret version and decrypts them. kms.Envelope implements it.
@@ -47,6 +51,7 @@ type Deps struct {
 	Proposer Proposer
 	State    StateReader
 	Reads    ReadIndexer
+	Restorer Restorer
 	Sealer   Sealer
 	Log      *slog.Logger
 	Now      func() time.Time // defaults to time.Now
@@ -125,17 +130,66 @@ func (s *Service) waitApplied(ctx context.Context, index uint64) error {
 	}
 }
 
-// readState returns local state that reflects every write committed before the call
-// (linearizable).
-func (s *Service) readState(ctx context.Context) (*fsm.State, error) {
-	idx, err := s.d.Reads.ReadIndex(ctx)
-	if err != nil {
-		return nil, clusterError(err)
+// ReadOptions choose a read's consistency. The zero value is linearizable.
+type ReadOptions struct {
+	// Stale answers from local state without asking the leader.
+	Stale bool
+	// MaxStale (implies Stale) refuses the read when the last contact with the leader is
+	// older than this.
+	MaxStale time.Duration
+	// MinIndex waits (bounded) until local state has applied at least this index.
+	MinIndex uint64
+}
+
+// ReadInfo says how a read was served.
+type ReadInfo struct {
+	Index       uint64        // applied index of the state that was read
+	LastContact time.Duration // since the last contact with the leader; 0 on the leader, <0 never
+	KnownLeader bool
+	Consistency string // "linearizable" or "stale"
+}
+
+// maxMinIndexWait bounds how long a read waits for min_index.
+const maxMinIndexWait = 10 * time.Second
+
+// readState returns local state for a read with the given consistency.
+func (s *Service) readState(ctx context.Context, ro ReadOptions) (*fsm.State, ReadInfo, error) {
+	info := ReadInfo{Consistency: "linearizable"}
+	if ro.MinIndex > 0 {
+		wctx, cancel := context.WithTimeout(ctx, maxMinIndexWait)
+		err := s.waitApplied(wctx, ro.MinIndex)
+		cancel()
+		if err != nil {
+			return nil, info, fmt.Errorf("%w: index %d not applied within %s", ErrIndexNotReached, ro.MinIndex, maxMinIndexWait)
+		}
 	}
-	if err := s.waitApplied(ctx, idx); err != nil {
-		return nil, fmt.Errorf("%w: waiting for index %d: %w", ErrNoLeader, idx, err)
+	if ro.Stale || ro.MaxStale > 0 {
+		info.Consistency = "stale"
+		lc := s.d.Reads.LastContact()
+		if ro.MaxStale > 0 && (lc < 0 || lc > ro.MaxStale) {
+			return nil, info, fmt.Errorf("%w: last contact with the leader %s ago, max_stale %s", ErrTooStale, lcString(lc), ro.MaxStale)
+		}
+	} else {
+		idx, err := s.d.Reads.ReadIndex(ctx)
+		if err != nil {
+			return nil, info, clusterError(err)
+		}
+		if err := s.waitApplied(ctx, idx); err != nil {
+			return nil, info, fmt.Errorf("%w: waiting for index %d: %w", ErrNoLeader, idx, err)
+		}
 	}
-	return s.d.State.State(), nil
+	st := s.d.State.State()
+	info.Index = st.Index()
+	info.LastContact = s.d.Reads.LastContact()
+	info.KnownLeader = s.d.Reads.KnownLeader()
+	return st, info, nil
+}
+
+func lcString(d time.Duration) string {
+	if d < 0 {
+		return "never"
+	}
+	return d.Round(time.Millisecond).String()
 }
 
 // liveSecret finds a secret that is not soft-deleted.

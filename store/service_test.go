@@ -86,7 +86,7 @@ func TestPutGetSelectors(t *testing.T) {
 		{Selector{Version: 1}, "v1"},
 	}
 	for _, c := range cases {
-		v, err := s.Get(ctx, "app/key", c.sel)
+		v, err := s.Get(ctx, "app/key", c.sel, ReadOptions{})
 		if err != nil {
 			t.Fatalf("%+v: %v", c.sel, err)
 		}
@@ -94,10 +94,10 @@ func TestPutGetSelectors(t *testing.T) {
 			t.Fatalf("%+v = %q, want %q", c.sel, v.Plaintext, c.want)
 		}
 	}
-	if _, err := s.Get(ctx, "app/key", Selector{Version: 9}); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Get(ctx, "app/key", Selector{Version: 9}, ReadOptions{}); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("unknown version: %v", err)
 	}
-	if _, err := s.Get(ctx, "app/key", Selector{Version: 1, State: fsm.StateCurrent}); !errors.Is(err, ErrInvalidArgument) {
+	if _, err := s.Get(ctx, "app/key", Selector{Version: 1, State: fsm.StateCurrent}, ReadOptions{}); !errors.Is(err, ErrInvalidArgument) {
 		t.Fatalf("version and state: %v", err)
 	}
 }
@@ -122,13 +122,13 @@ func TestCASAndDeleted(t *testing.T) {
 	if _, err := s.Put(ctx, PutInput{Path: "c", Value: []byte("3")}); !errors.Is(err, ErrDeleted) {
 		t.Fatalf("write to deleted: %v", err)
 	}
-	if _, err := s.Get(ctx, "c", Selector{}); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Get(ctx, "c", Selector{}, ReadOptions{}); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("read deleted: %v", err)
 	}
-	if err := s.Restore(ctx, "c"); err != nil {
+	if err := s.Undelete(ctx, "c"); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Restore(ctx, "c"); !errors.Is(err, ErrNotDeleted) {
+	if err := s.Undelete(ctx, "c"); !errors.Is(err, ErrNotDeleted) {
 		t.Fatalf("restore live: %v", err)
 	}
 	if err := s.Delete(ctx, "c", true); err != nil {
@@ -157,7 +157,7 @@ func TestConcurrentWritersReseal(t *testing.T) {
 		}(w)
 	}
 	wg.Wait()
-	md, err := s.Versions(ctx, "hot")
+	md, err := s.Versions(ctx, "hot", ReadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +165,7 @@ func TestConcurrentWritersReseal(t *testing.T) {
 		t.Fatalf("latest %d, %d versions", md.Secret.LatestVersion, len(md.Versions))
 	}
 	for _, n := range []uint64{60, 59, 55, 51} {
-		if _, err := s.Get(ctx, "hot", Selector{Version: n}); err != nil {
+		if _, err := s.Get(ctx, "hot", Selector{Version: n}, ReadOptions{}); err != nil {
 			t.Fatalf("version %d: %v", n, err)
 		}
 	}
@@ -183,7 +183,7 @@ func TestInputLimits(t *testing.T) {
 	if _, err := s.Put(ctx, PutInput{Path: "v", Value: make([]byte, MaxValueBytes)}); err != nil {
 		t.Fatalf("64 KiB: %v", err)
 	}
-	if _, err := s.List(ctx, "", "", 0); !errors.Is(err, ErrInvalidArgument) {
+	if _, err := s.List(ctx, "", "", 0, ReadOptions{}); !errors.Is(err, ErrInvalidArgument) {
 		t.Fatalf("limit 0: %v", err)
 	}
 	if _, err := s.Destroy(ctx, "v", []uint64{0}); !errors.Is(err, ErrInvalidArgument) {

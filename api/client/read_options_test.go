@@ -75,6 +75,14 @@ func TestGetWithReadHeaders(t *testing.T) {
 		t.Errorf("leader read = %+v", s)
 	}
 
+	headers = map[string]string{"X-Keyward-Last-Contact": "-1", "X-Keyward-Known-Leader": "false", "X-Keyward-Consistency": "stale"}
+	if s, err = c.GetWith(ctx, "a", Selector{}, ReadOptions{Stale: true}); err != nil {
+		t.Fatal(err)
+	}
+	if s.LastContact >= 0 || s.KnownLeader || s.Consistency != "stale" {
+		t.Errorf("read from a node that never had a leader = %+v", s)
+	}
+
 	headers = map[string]string{"X-Keyward-Last-Contact": "junk", "X-Keyward-Known-Leader": "maybe"}
 	if s, err = c.Get(ctx, "a", Selector{}); err != nil {
 		t.Fatal(err)

@@ -36,8 +36,9 @@ type Secret struct {
 	Value []byte `json:"-"`
 	// Index is the Raft index the answering node had applied (X-Keyward-Index).
 	Index uint64 `json:"-"`
-	// LastContact is how long ago the answering node last heard from the leader; 0 on the
-	// leader (X-Keyward-Last-Contact).
+	// LastContact is how long ago the answering node last heard from the leader: 0 on the
+	// leader (or when the server does not send X-Keyward-Last-Contact), negative when the
+	// node never heard from one.
 	LastContact time.Duration `json:"-"`
 	// KnownLeader reports whether the answering node knew a leader (X-Keyward-Known-Leader);
 	// false when the server does not send the header.
@@ -46,13 +47,6 @@ type Secret struct {
 	// (X-Keyward-Consistency); empty when the server does not send the header.
 	Consistency string `json:"-"`
 }
-
-// Response headers describing how a read was served.
-const (
-	headerLastContact = "X-Keyward-Last-Contact"
-	headerKnownLeader = "X-Keyward-Known-Leader"
-	headerConsistency = "X-Keyward-Consistency"
-)
 
 // ReadOptions choose the consistency of a read. The zero value asks for a linearizable read.
 type ReadOptions struct {
@@ -135,10 +129,11 @@ func (c *Client) GetWith(ctx context.Context, path string, sel Selector, ro Read
 		return nil, fmt.Errorf("GET %s: %w: no value", path, ErrMalformedResponse)
 	}
 	s.Index, _ = strconv.ParseUint(h.Get(wire.HeaderIndex), 10, 64)
-	if ms, err := strconv.ParseInt(h.Get(headerLastContact), 10, 64); err == nil && ms > 0 {
-		s.LastContact = time.Duration(min(ms, math.MaxInt64/int64(time.Millisecond))) * time.Millisecond
+	if ms, err := strconv.ParseInt(h.Get(wire.HeaderLastContact), 10, 64); err == nil {
+		const maxMS = math.MaxInt64 / int64(time.Millisecond)
+		s.LastContact = time.Duration(min(max(ms, -maxMS), maxMS)) * time.Millisecond
 	}
-	s.KnownLeader, _ = strconv.ParseBool(h.Get(headerKnownLeader))
-	s.Consistency = h.Get(headerConsistency)
+	s.KnownLeader, _ = strconv.ParseBool(h.Get(wire.HeaderKnownLeader))
+	s.Consistency = h.Get(wire.HeaderConsistency)
 	return &s, nil
 }

@@ -6,8 +6,11 @@ import "time"
 
 // Header names set on responses.
 const (
-	HeaderIndex = "X-Keyward-Index"
-	HeaderToken = "X-Keyward-Token"
+	HeaderIndex       = "X-Keyward-Index"
+	HeaderLastContact = "X-Keyward-Last-Contact" // milliseconds; 0 on the leader, -1 never
+	HeaderKnownLeader = "X-Keyward-Known-Leader" // true or false
+	HeaderConsistency = "X-Keyward-Consistency"  // linearizable or stale
+	HeaderToken       = "X-Keyward-Token"
 )
 
 // Limits of the API.

@@ -69,6 +69,9 @@ type Process struct {
 	Env      []string // extra environment
 	HTTPAddr string
 	DataDir  string
+	// Scheme is "http" (default) or "https"; HTTP is the client tests use to reach the node.
+	Scheme string
+	HTTP   *http.Client
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -91,7 +94,12 @@ func (p *Process) Logs() []byte {
 }
 
 // URL is the base URL of the node's HTTP API.
-func (p *Process) URL() string { return "http://" + p.HTTPAddr }
+func (p *Process) URL() string {
+	if p.Scheme != "" {
+		return p.Scheme + "://" + p.HTTPAddr
+	}
+	return "http://" + p.HTTPAddr
+}
 
 // Start launches the process; it does not wait for it to be ready.
 func (p *Process) Start() error {
@@ -155,9 +163,12 @@ func (p *Process) signal(sig syscall.Signal) {
 	}
 }
 
-// WaitReady polls /v1/sys/health until the node answers 200 (it has a leader) or ctx ends.
+// WaitReady polls /v1/sys/health until the node knows a leader (200 or 429) or ctx ends.
 func (p *Process) WaitReady(ctx context.Context) error {
-	client := &http.Client{Timeout: time.Second}
+	client := p.HTTP
+	if client == nil {
+		client = &http.Client{Timeout: time.Second}
+	}
 	for {
 		if !p.Running() {
 			return fmt.Errorf("clustertest: process exited; logs:\n%s", p.Logs())
@@ -165,7 +176,7 @@ func (p *Process) WaitReady(ctx context.Context) error {
 		resp, err := client.Get(p.URL() + "/v1/sys/health")
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusTooManyRequests {
 				return nil
 			}
 		}

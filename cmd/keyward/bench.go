@@ -93,8 +93,8 @@ func (o benchOp) String() string {
 	return [numBenchOps]string{"write", "read", "stale_read"}[o]
 }
 
-// splitAddrs splits a comma-separated address list, dropping blanks.
-func splitAddrs(s string) []string {
+// splitBenchAddrs splits a comma-separated address list, dropping blanks.
+func splitBenchAddrs(s string) []string {
 	var out []string
 	for a := range strings.SplitSeq(s, ",") {
 		if a = strings.TrimSpace(a); a != "" {
@@ -145,7 +145,7 @@ func (x cli) bench(args []string) int {
 	if !set["token"] {
 		*token = x.getenv("KEYWARD_TOKEN")
 	}
-	cfg := benchConfig{addrs: splitAddrs(*addr), caCert: *caCert, token: *token,
+	cfg := benchConfig{addrs: splitBenchAddrs(*addr), caCert: *caCert, token: *token,
 		concurrency: *concurrency, duration: *duration, warmup: *warmup, valueSize: *valueSize,
 		keys: *keys, prefix: *prefix, populate: *populate, json: *output == "json"}
 	cfg.mix, err = parseMix(*writes, *reads, *staleReads)

@@ -15,9 +15,9 @@ const (
 	histSub     = 100
 )
 
-// histogram records durations. The zero value is empty and ready to use; it is not safe for
-// concurrent use: each worker keeps its own and they are merged at the end.
-type histogram struct {
+// latencyHistogram records durations. The zero value is empty and ready to use. It is not
+// safe for concurrent use: each worker keeps its own and they are merged at the end.
+type latencyHistogram struct {
 	counts      [histOctaves * histSub]uint64
 	under, over uint64 // below histMin; at or above histMin << histOctaves
 	n           uint64
@@ -26,7 +26,7 @@ type histogram struct {
 }
 
 // record adds d.
-func (h *histogram) record(d time.Duration) {
+func (h *latencyHistogram) record(d time.Duration) {
 	d = max(d, 0)
 	if h.n == 0 || d < h.min {
 		h.min = d
@@ -50,7 +50,7 @@ func (h *histogram) record(d time.Duration) {
 }
 
 // merge adds the durations recorded in o to h.
-func (h *histogram) merge(o *histogram) {
+func (h *latencyHistogram) merge(o *latencyHistogram) {
 	if o.n == 0 {
 		return
 	}
@@ -68,10 +68,10 @@ func (h *histogram) merge(o *histogram) {
 }
 
 // count returns how many durations were recorded.
-func (h *histogram) count() uint64 { return h.n }
+func (h *latencyHistogram) count() uint64 { return h.n }
 
 // mean returns the mean duration, 0 when empty.
-func (h *histogram) mean() time.Duration {
+func (h *latencyHistogram) mean() time.Duration {
 	if h.n == 0 {
 		return 0
 	}
@@ -80,13 +80,16 @@ func (h *histogram) mean() time.Duration {
 
 // quantile returns an estimate of the q-quantile (0 < q ≤ 1) of the recorded durations: the
 // midpoint of the bucket holding the ⌈q·n⌉-th smallest one, kept within the exact minimum and
-// maximum. It is 0 when empty.
-func (h *histogram) quantile(q float64) time.Duration {
+// maximum (q = 1 gives the exact maximum). It is 0 when empty.
+func (h *latencyHistogram) quantile(q float64) time.Duration {
 	if h.n == 0 {
 		return 0
 	}
 	rank := uint64(math.Ceil(q * float64(h.n)))
 	rank = min(max(rank, 1), h.n)
+	if rank == h.n {
+		return h.max // known exactly
+	}
 	clamp := func(d time.Duration) time.Duration { return min(max(d, h.min), h.max) }
 	cum := h.under
 	if rank <= cum {

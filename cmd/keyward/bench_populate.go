@@ -16,27 +16,27 @@ import (
 const (
 	popOverheadBytes = 29 // format byte, nonce and tag
 	popBaseBudget    = 64 << 20
-	rssMetric        = "process_resident_memory_bytes"
+	benchRSSMetric   = "process_resident_memory_bytes"
 )
 
-// populateReport is the result of --populate, as printed by -o json.
-type populateReport struct {
-	Mode                  string    `json:"mode"` // "populate"
-	Nodes                 []string  `json:"nodes"`
-	Concurrency           int       `json:"concurrency"`
-	Secrets               int       `json:"secrets"` // requested
-	ValueSize             int       `json:"value_size"`
-	Prefix                string    `json:"prefix"` // of the populated paths
-	ElapsedS              float64   `json:"elapsed_s"`
-	Write                 opReport  `json:"write"` // Count: acknowledged writes
-	StoredCiphertextBytes uint64    `json:"stored_ciphertext_bytes"`
-	RSSBudgetBytes        uint64    `json:"rss_budget_bytes"`
-	RSS                   []nodeRSS `json:"rss"`
-	Interrupted           bool      `json:"interrupted,omitempty"`
+// benchPopulateReport is the result of --populate, as printed by -o json.
+type benchPopulateReport struct {
+	Mode                  string         `json:"mode"` // "populate"
+	Nodes                 []string       `json:"nodes"`
+	Concurrency           int            `json:"concurrency"`
+	Secrets               int            `json:"secrets"` // requested
+	ValueSize             int            `json:"value_size"`
+	Prefix                string         `json:"prefix"` // of the populated paths
+	ElapsedS              float64        `json:"elapsed_s"`
+	Write                 benchOpReport  `json:"write"` // Count: acknowledged writes
+	StoredCiphertextBytes uint64         `json:"stored_ciphertext_bytes"`
+	RSSBudgetBytes        uint64         `json:"rss_budget_bytes"`
+	RSS                   []benchNodeRSS `json:"rss"`
+	Interrupted           bool           `json:"interrupted,omitempty"`
 }
 
-// nodeRSS is the resident memory of one node, or why it is unknown.
-type nodeRSS struct {
+// benchNodeRSS is the resident memory of one node, or why it is unknown.
+type benchNodeRSS struct {
 	Node         string `json:"node"`
 	RSSBytes     uint64 `json:"rss_bytes,omitempty"`
 	WithinBudget *bool  `json:"within_budget,omitempty"`
@@ -49,23 +49,23 @@ func (x cli) benchPopulate(ctx context.Context, cfg benchConfig, nodes []benchNo
 	if !cfg.json {
 		fmt.Fprintf(x.stderr, "bench: writing %d secrets under %s...\n", cfg.populate, prefix)
 	}
-	res := writeAll(ctx, nodes, min(cfg.concurrency, cfg.populate), cfg.populate,
+	res := benchWriteAll(ctx, nodes, min(cfg.concurrency, cfg.populate), cfg.populate,
 		func(i int) string { return benchKey(prefix, i) }, cfg.valueSize, 1)
 
 	stored := uint64(res.written) * uint64(cfg.valueSize+popOverheadBytes)
 	budget := 2*stored + popBaseBudget
-	rep := populateReport{Mode: "populate", Nodes: cfg.addrs, Concurrency: cfg.concurrency,
-		Secrets: cfg.populate, ValueSize: cfg.valueSize, Prefix: prefix, ElapsedS: round(res.elapsed.Seconds(), 3),
-		Write: newOpReport("write", &res.stats, res.elapsed), StoredCiphertextBytes: stored,
-		RSSBudgetBytes: budget, RSS: []nodeRSS{}, Interrupted: ctx.Err() != nil}
+	rep := benchPopulateReport{Mode: "populate", Nodes: cfg.addrs, Concurrency: cfg.concurrency,
+		Secrets: cfg.populate, ValueSize: cfg.valueSize, Prefix: prefix, ElapsedS: benchRound(res.elapsed.Seconds(), 3),
+		Write: newBenchOpReport("write", &res.stats, res.elapsed), StoredCiphertextBytes: stored,
+		RSSBudgetBytes: budget, RSS: []benchNodeRSS{}, Interrupted: ctx.Err() != nil}
 	for _, n := range nodes {
-		r := nodeRSS{Node: n.addr}
-		switch rss, err := readRSS(ctx, n); {
+		r := benchNodeRSS{Node: n.addr}
+		switch rss, err := benchReadRSS(ctx, n); {
 		case err != nil:
 			r.Error = err.Error()
 		default:
-			within := rss <= budget
-			r.RSSBytes, r.WithinBudget = rss, &within
+			withinRel := rss <= budget
+			r.RSSBytes, r.WithinBudget = rss, &withinRel
 		}
 		rep.RSS = append(rep.RSS, r)
 	}
@@ -79,14 +79,14 @@ func (x cli) benchPopulate(ctx context.Context, cfg benchConfig, nodes []benchNo
 		fmt.Fprintln(x.stderr, "error: interrupted")
 		return 1
 	case rep.Write.Count == 0:
-		fmt.Fprintf(x.stderr, "error: no write succeeded%s\n", firstErrors(&res.stats))
+		fmt.Fprintf(x.stderr, "error: no write succeeded%s\n", benchFirstErrors(&res.stats))
 		return 1
 	}
 	return 0
 }
 
-// readRSS asks node for its metrics and returns its resident memory in bytes.
-func readRSS(ctx context.Context, n benchNode) (uint64, error) {
+// benchReadRSS asks node for its metrics and returns its resident memory in bytes.
+func benchReadRSS(ctx context.Context, n benchNode) (uint64, error) {
 	if ctx.Err() != nil {
 		return 0, fmt.Errorf("metrics unavailable: %w", ctx.Err())
 	}
@@ -94,19 +94,19 @@ func readRSS(ctx context.Context, n benchNode) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("metrics unavailable: %w", err)
 	}
-	rss, err := parseMetric(body, rssMetric)
+	rss, err := parseBenchMetric(body, benchRSSMetric)
 	if err != nil {
 		return 0, fmt.Errorf("metrics unavailable: %w", err)
 	}
 	return uint64(rss), nil
 }
 
-// errNoMetric: the exposition has no sample of the metric.
-var errNoMetric = errors.New("no such metric")
+// errBenchNoMetric: the exposition has no sample of the metric.
+var errBenchNoMetric = errors.New("no such metric")
 
-// parseMetric returns the value of the first sample of the metric name in a Prometheus text
+// parseBenchMetric returns the value of the first sample of the metric name in a Prometheus text
 // exposition: a line "name value [timestamp]" or "name{labels} value [timestamp]".
-func parseMetric(exposition []byte, name string) (float64, error) {
+func parseBenchMetric(exposition []byte, name string) (float64, error) {
 	sc := bufio.NewScanner(bytes.NewReader(exposition))
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -135,29 +135,29 @@ func parseMetric(exposition []byte, name string) (float64, error) {
 	if err := sc.Err(); err != nil {
 		return 0, fmt.Errorf("read metrics: %w", err)
 	}
-	return 0, fmt.Errorf("%s: %w", name, errNoMetric)
+	return 0, fmt.Errorf("%s: %w", name, errBenchNoMetric)
 }
 
 // printPopulateReport prints rep as text or JSON.
-func (x cli) printPopulateReport(cfg benchConfig, rep *populateReport) error {
+func (x cli) printPopulateReport(cfg benchConfig, rep *benchPopulateReport) error {
 	if cfg.json {
 		return printJSON(x.stdout, rep)
 	}
 	w := x.stdout
-	err := say(w, "keyward bench --populate: %d of %d secrets of %d B written under %q by %d workers on %d nodes in %.1fs\n\n",
-		rep.Write.Count, rep.Secrets, rep.ValueSize, rep.Prefix, rep.Concurrency, len(rep.Nodes), rep.ElapsedS)
+	err := say(w, "keyward bench --populate: %d of %d secrets of %d B written under %q by %d workers on %s in %.1fs\n\n",
+		rep.Write.Count, rep.Secrets, rep.ValueSize, rep.Prefix, rep.Concurrency, benchPlural(len(rep.Nodes), "node"), rep.ElapsedS)
 	if err != nil {
 		return err
 	}
-	if err := table(w, opHeader, opRows(rep.Write)); err != nil {
+	if err := table(w, benchOpHeader, benchOpRows(rep.Write)); err != nil {
 		return err
 	}
-	if err := printErrorLines(w, rep.Write); err != nil {
+	if err := printBenchErrors(w, rep.Write); err != nil {
 		return err
 	}
 	err = say(w, "\nstored ciphertext ≈ %d × (%d + %d) B = %s; RSS budget per node = 2 × %s + 64 MiB = %s\n\n",
-		rep.Write.Count, rep.ValueSize, popOverheadBytes, fmtBytes(rep.StoredCiphertextBytes),
-		fmtBytes(rep.StoredCiphertextBytes), fmtBytes(rep.RSSBudgetBytes))
+		rep.Write.Count, rep.ValueSize, popOverheadBytes, benchFmtBytes(rep.StoredCiphertextBytes),
+		benchFmtBytes(rep.StoredCiphertextBytes), benchFmtBytes(rep.RSSBudgetBytes))
 	if err != nil {
 		return err
 	}
@@ -165,11 +165,11 @@ func (x cli) printPopulateReport(cfg benchConfig, rep *populateReport) error {
 	for _, r := range rep.RSS {
 		switch {
 		case r.Error != "":
-			rows = append(rows, []any{r.Node, "-", fmtBytes(rep.RSSBudgetBytes), r.Error})
+			rows = append(rows, []any{r.Node, "-", benchFmtBytes(rep.RSSBudgetBytes), r.Error})
 		case *r.WithinBudget:
-			rows = append(rows, []any{r.Node, fmtBytes(r.RSSBytes), fmtBytes(rep.RSSBudgetBytes), "yes"})
+			rows = append(rows, []any{r.Node, benchFmtBytes(r.RSSBytes), benchFmtBytes(rep.RSSBudgetBytes), "yes"})
 		default:
-			rows = append(rows, []any{r.Node, fmtBytes(r.RSSBytes), fmtBytes(rep.RSSBudgetBytes), "NO: over budget"})
+			rows = append(rows, []any{r.Node, benchFmtBytes(r.RSSBytes), benchFmtBytes(rep.RSSBudgetBytes), "NO: over budget"})
 		}
 	}
 	if err := table(w, "NODE\tRSS\tBUDGET\tWITHIN BUDGET", rows); err != nil {

@@ -10,24 +10,24 @@ import (
 
 // benchReport is the result of a timed run, as printed by -o json.
 type benchReport struct {
-	Mode        string     `json:"mode"` // "run"
-	Nodes       []string   `json:"nodes"`
-	Concurrency int        `json:"concurrency"`
-	DurationS   float64    `json:"duration_s"`
-	WarmupS     float64    `json:"warmup_s"`
-	ElapsedS    float64    `json:"elapsed_s"` // measured time, until the last worker stopped
-	Keys        int        `json:"keys"`
-	ValueSize   int        `json:"value_size"`
-	Prefix      string     `json:"prefix"`
-	Mix         benchMix   `json:"mix"`
-	Ops         []opReport `json:"ops"`
-	Total       opReport   `json:"total"`
-	Interrupted bool       `json:"interrupted,omitempty"`
+	Mode        string          `json:"mode"` // "run"
+	Nodes       []string        `json:"nodes"`
+	Concurrency int             `json:"concurrency"`
+	DurationS   float64         `json:"duration_s"`
+	WarmupS     float64         `json:"warmup_s"`
+	ElapsedS    float64         `json:"elapsed_s"` // measured time, until the last worker stopped
+	Keys        int             `json:"keys"`
+	ValueSize   int             `json:"value_size"`
+	Prefix      string          `json:"prefix"`
+	Mix         benchMix        `json:"mix"`
+	Ops         []benchOpReport `json:"ops"`
+	Total       benchOpReport   `json:"total"`
+	Interrupted bool            `json:"interrupted,omitempty"`
 }
 
-// opReport summarises one kind of operation (or all of them). Count, throughput and
+// benchOpReport summarises one kind of operation (or all of them). Count, throughput and
 // latencies are of the successful operations.
-type opReport struct {
+type benchOpReport struct {
 	Op            string            `json:"op"`
 	Count         uint64            `json:"count"`
 	OpsPerSec     float64           `json:"ops_per_sec"`
@@ -41,31 +41,31 @@ type opReport struct {
 	ErrorExamples map[string]string `json:"error_examples,omitempty"`
 }
 
-// newOpReport summarises s over elapsed.
-func newOpReport(name string, s *opStats, elapsed time.Duration) opReport {
+// newBenchOpReport summarises s over elapsed.
+func newBenchOpReport(name string, s *benchOpStats, elapsed time.Duration) benchOpReport {
 	h := &s.hist
-	r := opReport{Op: name, Count: h.count(), MeanMS: ms(h.mean()), P50MS: ms(h.quantile(0.50)),
-		P90MS: ms(h.quantile(0.90)), P99MS: ms(h.quantile(0.99)), MaxMS: ms(h.max),
+	r := benchOpReport{Op: name, Count: h.count(), MeanMS: benchMS(h.mean()), P50MS: benchMS(h.quantile(0.50)),
+		P90MS: benchMS(h.quantile(0.90)), P99MS: benchMS(h.quantile(0.99)), MaxMS: benchMS(h.max),
 		Errors: s.errorCount(), ErrorsByCode: s.errors, ErrorExamples: s.examples}
 	if elapsed > 0 {
-		r.OpsPerSec = round(float64(r.Count)/elapsed.Seconds(), 1)
+		r.OpsPerSec = benchRound(float64(r.Count)/elapsed.Seconds(), 1)
 	}
 	return r
 }
 
-// ms returns d in milliseconds, rounded to the microsecond.
-func ms(d time.Duration) float64 {
-	return round(float64(d)/float64(time.Millisecond), 3)
+// benchMS returns d in milliseconds, rounded to the microsecond.
+func benchMS(d time.Duration) float64 {
+	return benchRound(float64(d)/float64(time.Millisecond), 3)
 }
 
-// round rounds v to the given number of decimals.
-func round(v float64, decimals int) float64 {
+// benchRound rounds v to the given number of decimals.
+func benchRound(v float64, decimals int) float64 {
 	p := math.Pow10(decimals)
 	return math.Round(v*p) / p
 }
 
-// fmtMS formats a latency in milliseconds with three significant digits or so.
-func fmtMS(v float64) string {
+// benchFmtMS formats a latency in milliseconds with three significant digits or so.
+func benchFmtMS(v float64) string {
 	switch {
 	case v == 0:
 		return "-"
@@ -81,31 +81,39 @@ func fmtMS(v float64) string {
 	return fmt.Sprintf("%.2fs", v/1000)
 }
 
-// fmtBytes formats n bytes in MiB, or in bytes when small.
-func fmtBytes(n uint64) string {
+// benchPlural returns "n thing" or "n things".
+func benchPlural(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
+}
+
+// benchFmtBytes formats n bytes in MiB, or in bytes when small.
+func benchFmtBytes(n uint64) string {
 	if n < 1<<20 {
 		return fmt.Sprintf("%d B", n)
 	}
 	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
 }
 
-// opRows returns the table rows of ops.
-func opRows(ops ...opReport) [][]any {
+// benchOpRows returns the table rows of ops.
+func benchOpRows(ops ...benchOpReport) [][]any {
 	rows := make([][]any, 0, len(ops))
 	for _, o := range ops {
-		rows = append(rows, []any{o.Op, o.Count, fmt.Sprintf("%.1f", o.OpsPerSec), fmtMS(o.MeanMS),
-			fmtMS(o.P50MS), fmtMS(o.P90MS), fmtMS(o.P99MS), fmtMS(o.MaxMS), o.Errors})
+		rows = append(rows, []any{o.Op, o.Count, fmt.Sprintf("%.1f", o.OpsPerSec), benchFmtMS(o.MeanMS),
+			benchFmtMS(o.P50MS), benchFmtMS(o.P90MS), benchFmtMS(o.P99MS), benchFmtMS(o.MaxMS), o.Errors})
 	}
 	return rows
 }
 
-const opHeader = "OP\tCOUNT\tOPS/S\tMEAN\tP50\tP90\tP99\tMAX\tERRORS"
+const benchOpHeader = "OP\tCOUNT\tOPS/S\tMEAN\tP50\tP90\tP99\tMAX\tERRORS"
 
-// printErrorLines prints one line per op and error code with its count and first message.
-func printErrorLines(w io.Writer, ops ...opReport) error {
+// printBenchErrors prints one line per op and error code with its count and first message.
+func printBenchErrors(w io.Writer, ops ...benchOpReport) error {
 	var rows [][]any
 	for _, o := range ops {
-		for _, c := range sortedCodes(o.ErrorsByCode) {
+		for _, c := range benchSortedCodes(o.ErrorsByCode) {
 			rows = append(rows, []any{"  " + o.Op, c, o.ErrorsByCode[c], "e.g. " + o.ErrorExamples[c]})
 		}
 	}
@@ -130,17 +138,17 @@ func (x cli) printBenchReport(cfg benchConfig, rep *benchReport) error {
 			mix = append(mix, fmt.Sprintf("%d%% %s", p, strings.ReplaceAll(op.String(), "_", " ")+"s"))
 		}
 	}
-	err := say(w, "keyward bench: %d nodes (%s), %d workers, %d keys of %d B under %q\n"+
+	err := say(w, "keyward bench: %s (%s), %d workers, %d keys of %d B under %q\n"+
 		"mix: %s; measured %.1fs after %v warmup\n\n",
-		len(rep.Nodes), strings.Join(rep.Nodes, ", "), rep.Concurrency, rep.Keys, rep.ValueSize,
+		benchPlural(len(rep.Nodes), "node"), strings.Join(rep.Nodes, ", "), rep.Concurrency, rep.Keys, rep.ValueSize,
 		rep.Prefix, strings.Join(mix, ", "), rep.ElapsedS, cfg.warmup)
 	if err != nil {
 		return err
 	}
-	if err := table(w, opHeader, opRows(append(rep.Ops, rep.Total)...)); err != nil {
+	if err := table(w, benchOpHeader, benchOpRows(append(rep.Ops, rep.Total)...)); err != nil {
 		return err
 	}
-	if err := printErrorLines(w, rep.Ops...); err != nil {
+	if err := printBenchErrors(w, rep.Ops...); err != nil {
 		return err
 	}
 	if rep.Interrupted {

@@ -22,17 +22,17 @@ type benchNode struct {
 	c    *client.Client
 }
 
-// opStats is what one worker saw of one kind of operation: the latency of the successful
+// benchOpStats is what one worker saw of one kind of operation: the latency of the successful
 // ones and the failures by error code, with the first message of each code.
-type opStats struct {
-	hist     histogram
+type benchOpStats struct {
+	hist     latencyHistogram
 	errors   map[string]uint64
 	examples map[string]string
 }
 
 // fail counts err under its code.
-func (s *opStats) fail(err error) {
-	code := errCode(err)
+func (s *benchOpStats) fail(err error) {
+	code := benchErrCode(err)
 	if s.errors == nil {
 		s.errors, s.examples = map[string]uint64{}, map[string]string{}
 	}
@@ -42,7 +42,7 @@ func (s *opStats) fail(err error) {
 }
 
 // merge adds o to s.
-func (s *opStats) merge(o *opStats) {
+func (s *benchOpStats) merge(o *benchOpStats) {
 	s.hist.merge(&o.hist)
 	for code, n := range o.errors {
 		if s.errors == nil {
@@ -56,7 +56,7 @@ func (s *opStats) merge(o *opStats) {
 }
 
 // errorCount returns the number of failures.
-func (s *opStats) errorCount() uint64 {
+func (s *benchOpStats) errorCount() uint64 {
 	var n uint64
 	for _, c := range s.errors {
 		n += c
@@ -64,9 +64,9 @@ func (s *opStats) errorCount() uint64 {
 	return n
 }
 
-// errCode names the kind of err: the API error code, or a short name for a failure below the
+// benchErrCode names the kind of err: the API error code, or a short name for a failure below the
 // API.
-func errCode(err error) string {
+func benchErrCode(err error) string {
 	if ae, ok := errors.AsType[*client.APIError](err); ok {
 		return ae.Code
 	}
@@ -88,56 +88,56 @@ func errCode(err error) string {
 	return "transport"
 }
 
-// retryable reports whether a setup write that failed with err is worth trying again: the
+// benchRetryable reports whether a setup write that failed with err is worth trying again: the
 // cluster was briefly unavailable rather than the request being wrong.
-func retryable(err error) bool {
+func benchRetryable(err error) bool {
 	if ae, ok := errors.AsType[*client.APIError](err); ok {
 		return ae.Status == 503
 	}
 	return !errors.Is(err, context.Canceled) && !errors.Is(err, client.ErrInvalidPath)
 }
 
-// valueAlphabet holds the bytes of generated values: 64 printable ASCII characters, so a value
+// benchValueAlphabet holds the bytes of generated values: 64 printable ASCII characters, so a value
 // travels as a JSON string of exactly --value-size bytes.
-const valueAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+const benchValueAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
-// fillValue fills buf with random characters of valueAlphabet.
-func fillValue(rng *rand.Rand, buf []byte) {
+// fillBenchValue fills buf with random characters of benchValueAlphabet.
+func fillBenchValue(rng *rand.Rand, buf []byte) {
 	for i := 0; i < len(buf); {
 		u := rng.Uint64()
 		for j := 0; j < 10 && i < len(buf); j++ {
-			buf[i] = valueAlphabet[u&63]
+			buf[i] = benchValueAlphabet[u&63]
 			u >>= 6
 			i++
 		}
 	}
 }
 
-// newRand returns a generator seeded from the runtime's random source.
-func newRand() *rand.Rand {
+// newBenchRand returns a generator seeded from the runtime's random source.
+func newBenchRand() *rand.Rand {
 	return rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 }
 
-// writeAllResult is the outcome of writeAll.
-type writeAllResult struct {
-	stats   opStats // latencies of the successful writes (last attempt) and every failure
-	written int     // acknowledged writes
-	failed  int     // paths that stayed unwritten
+// benchWriteAllResult is the outcome of benchWriteAll.
+type benchWriteAllResult struct {
+	stats   benchOpStats // latencies of the successful writes (last attempt) and every failure
+	written int          // acknowledged writes
+	failed  int          // paths that stayed unwritten
 	elapsed time.Duration
 }
 
-// writeAll writes one random value of size bytes to path(i) for every i in [0, n), with
+// benchWriteAll writes one random value of size bytes to path(i) for every i in [0, n), with
 // concurrency workers spread round-robin over nodes. A path whose write fails with a
-// retryable error is tried up to attempts times in all.
-func writeAll(ctx context.Context, nodes []benchNode, concurrency, n int, path func(int) string, size, attempts int) writeAllResult {
+// retryable error (see benchRetryable) is tried up to attempts times in all.
+func benchWriteAll(ctx context.Context, nodes []benchNode, concurrency, n int, path func(int) string, size, attempts int) benchWriteAllResult {
 	var next atomic.Int64
-	stats := make([]opStats, concurrency)
+	stats := make([]benchOpStats, concurrency)
 	failed := make([]int, concurrency)
 	start := time.Now()
 	var wg sync.WaitGroup
 	for w := range concurrency {
 		wg.Go(func() {
-			c, rng, buf, st := nodes[w%len(nodes)].c, newRand(), make([]byte, size), &stats[w]
+			c, rng, buf, st := nodes[w%len(nodes)].c, newBenchRand(), make([]byte, size), &stats[w]
 			for {
 				i := int(next.Add(1) - 1)
 				if i >= n || ctx.Err() != nil {
@@ -145,7 +145,7 @@ func writeAll(ctx context.Context, nodes []benchNode, concurrency, n int, path f
 				}
 				ok := false
 				for a := 1; a <= attempts && ctx.Err() == nil; a++ {
-					fillValue(rng, buf)
+					fillBenchValue(rng, buf)
 					t0 := time.Now()
 					_, err := c.Put(ctx, path(i), buf, client.PutOptions{})
 					if err == nil {
@@ -157,7 +157,7 @@ func writeAll(ctx context.Context, nodes []benchNode, concurrency, n int, path f
 						break
 					}
 					st.fail(err)
-					if !retryable(err) || a == attempts {
+					if !benchRetryable(err) || a == attempts {
 						break
 					}
 					select {
@@ -172,7 +172,7 @@ func writeAll(ctx context.Context, nodes []benchNode, concurrency, n int, path f
 		})
 	}
 	wg.Wait()
-	res := writeAllResult{elapsed: time.Since(start)}
+	res := benchWriteAllResult{elapsed: time.Since(start)}
 	for w := range concurrency {
 		res.stats.merge(&stats[w])
 		res.failed += failed[w]
@@ -192,7 +192,7 @@ func (x cli) benchRun(ctx context.Context, cfg benchConfig, nodes []benchNode) i
 		fmt.Fprintf(x.stderr, "bench: writing %d keys under %s...\n", cfg.keys, cfg.prefix)
 	}
 	const setupAttempts = 5
-	pre := writeAll(ctx, nodes, min(cfg.concurrency, cfg.keys), cfg.keys,
+	pre := benchWriteAll(ctx, nodes, min(cfg.concurrency, cfg.keys), cfg.keys,
 		func(i int) string { return benchKey(cfg.prefix, i) }, cfg.valueSize, setupAttempts)
 	if ctx.Err() != nil {
 		fmt.Fprintln(x.stderr, "error: interrupted during setup")
@@ -200,21 +200,21 @@ func (x cli) benchRun(ctx context.Context, cfg benchConfig, nodes []benchNode) i
 	}
 	if pre.failed > 0 {
 		fmt.Fprintf(x.stderr, "error: setup failed: %d of %d keys could not be written%s\n",
-			pre.failed, cfg.keys, firstErrors(&pre.stats))
+			pre.failed, cfg.keys, benchFirstErrors(&pre.stats))
 		return 1
 	}
 
 	if !cfg.json {
-		fmt.Fprintf(x.stderr, "bench: running %d workers on %d nodes for %v + %v warmup...\n",
-			cfg.concurrency, len(nodes), cfg.duration, cfg.warmup)
+		fmt.Fprintf(x.stderr, "bench: running %d workers on %s for %v + %v warmup...\n",
+			cfg.concurrency, benchPlural(len(nodes), "node"), cfg.duration, cfg.warmup)
 	}
-	stats := make([][numBenchOps]opStats, cfg.concurrency)
+	stats := make([][numBenchOps]benchOpStats, cfg.concurrency)
 	measureFrom := time.Now().Add(cfg.warmup)
 	end := measureFrom.Add(cfg.duration)
 	var wg sync.WaitGroup
 	for w := range cfg.concurrency {
 		wg.Go(func() {
-			c, rng, buf, st := nodes[w%len(nodes)].c, newRand(), make([]byte, cfg.valueSize), &stats[w]
+			c, rng, buf, st := nodes[w%len(nodes)].c, newBenchRand(), make([]byte, cfg.valueSize), &stats[w]
 			for ctx.Err() == nil {
 				t0 := time.Now()
 				if !t0.Before(end) {
@@ -224,7 +224,7 @@ func (x cli) benchRun(ctx context.Context, cfg benchConfig, nodes []benchNode) i
 				var err error
 				switch op {
 				case opWrite:
-					fillValue(rng, buf)
+					fillBenchValue(rng, buf)
 					_, err = c.Put(ctx, key, buf, client.PutOptions{})
 				case opRead:
 					_, err = c.GetWith(ctx, key, client.Selector{}, client.ReadOptions{})
@@ -246,25 +246,25 @@ func (x cli) benchRun(ctx context.Context, cfg benchConfig, nodes []benchNode) i
 	wg.Wait()
 	elapsed := max(time.Since(measureFrom), 0)
 
-	var merged [numBenchOps]opStats
+	var merged [numBenchOps]benchOpStats
 	for w := range stats {
 		for op := range numBenchOps {
 			merged[op].merge(&stats[w][op])
 		}
 	}
 	rep := benchReport{Mode: "run", Nodes: cfg.addrs, Concurrency: cfg.concurrency,
-		DurationS: cfg.duration.Seconds(), WarmupS: cfg.warmup.Seconds(), ElapsedS: elapsed.Seconds(),
+		DurationS: cfg.duration.Seconds(), WarmupS: cfg.warmup.Seconds(), ElapsedS: benchRound(elapsed.Seconds(), 3),
 		Keys: cfg.keys, ValueSize: cfg.valueSize, Prefix: cfg.prefix, Mix: cfg.mix,
-		Ops: []opReport{}, Interrupted: ctx.Err() != nil}
-	var total opStats
+		Ops: []benchOpReport{}, Interrupted: ctx.Err() != nil}
+	var total benchOpStats
 	for op := range numBenchOps {
 		if cfg.mix.percent(op) == 0 {
 			continue
 		}
-		rep.Ops = append(rep.Ops, newOpReport(op.String(), &merged[op], elapsed))
+		rep.Ops = append(rep.Ops, newBenchOpReport(op.String(), &merged[op], elapsed))
 		total.merge(&merged[op])
 	}
-	rep.Total = newOpReport("total", &total, elapsed)
+	rep.Total = newBenchOpReport("total", &total, elapsed)
 
 	if err := x.printBenchReport(cfg, &rep); err != nil {
 		fmt.Fprintf(x.stderr, "error: %v\n", err)
@@ -275,16 +275,16 @@ func (x cli) benchRun(ctx context.Context, cfg benchConfig, nodes []benchNode) i
 		fmt.Fprintln(x.stderr, "error: interrupted")
 		return 1
 	case rep.Total.Count == 0:
-		fmt.Fprintf(x.stderr, "error: no operation succeeded%s\n", firstErrors(&total))
+		fmt.Fprintf(x.stderr, "error: no operation succeeded%s\n", benchFirstErrors(&total))
 		return 1
 	}
 	return 0
 }
 
-// firstErrors describes the most frequent error codes of s with an example message each, as
+// benchFirstErrors describes the most frequent error codes of s with an example message each, as
 // ": code (example); ...", or "" when there is none.
-func firstErrors(s *opStats) string {
-	codes := sortedCodes(s.errors)
+func benchFirstErrors(s *benchOpStats) string {
+	codes := benchSortedCodes(s.errors)
 	if len(codes) == 0 {
 		return ""
 	}
@@ -299,8 +299,8 @@ func firstErrors(s *opStats) string {
 	return out
 }
 
-// sortedCodes returns the codes of m, most frequent first, then by name.
-func sortedCodes(m map[string]uint64) []string {
+// benchSortedCodes returns the codes of m, most frequent first, then by name.
+func benchSortedCodes(m map[string]uint64) []string {
 	codes := make([]string, 0, len(m))
 	for c := range m {
 		codes = append(codes, c)

@@ -23,7 +23,7 @@ import (
 
 func TestHistogramPercentiles(t *testing.T) {
 	// 100µs, 200µs, ... 1s: exact quantiles are known.
-	var h histogram
+	var h latencyHistogram
 	for i := 1; i <= 10000; i++ {
 		h.record(time.Duration(i) * 100 * time.Microsecond)
 	}
@@ -31,7 +31,7 @@ func TestHistogramPercentiles(t *testing.T) {
 		q    float64
 		want time.Duration
 	}{{0.5, 500 * time.Millisecond}, {0.9, 900 * time.Millisecond}, {0.99, 990 * time.Millisecond}, {1, time.Second}} {
-		if got := h.quantile(tc.q); !within(got, tc.want, 0.01) {
+		if got := h.quantile(tc.q); !withinRel(got, tc.want, 0.01) {
 			t.Errorf("p%v = %v, want %v ± 1%%", tc.q*100, got, tc.want)
 		}
 	}
@@ -42,7 +42,7 @@ func TestHistogramPercentiles(t *testing.T) {
 	// Log-uniform durations over the whole range, recorded into two halves and merged,
 	// against the exact order statistics.
 	rng := rand.New(rand.NewPCG(1, 2))
-	var a, b histogram
+	var a, b latencyHistogram
 	vals := make([]time.Duration, 50000)
 	for i := range vals {
 		vals[i] = time.Duration(float64(histMin) * math.Exp(rng.Float64()*math.Log(float64(10*time.Second)/float64(histMin))))
@@ -56,7 +56,7 @@ func TestHistogramPercentiles(t *testing.T) {
 	slices.Sort(vals)
 	for _, q := range []float64{0.01, 0.25, 0.5, 0.9, 0.99, 0.999} {
 		want := vals[int(math.Ceil(q*float64(len(vals))))-1]
-		if got := a.quantile(q); !within(got, want, 0.01) {
+		if got := a.quantile(q); !withinRel(got, want, 0.01) {
 			t.Errorf("log-uniform p%v = %v, want %v ± 1%%", q*100, got, want)
 		}
 	}
@@ -65,7 +65,7 @@ func TestHistogramPercentiles(t *testing.T) {
 	}
 
 	// Out of range and empty.
-	var o histogram
+	var o latencyHistogram
 	if o.quantile(0.5) != 0 || o.mean() != 0 {
 		t.Error("empty histogram not 0")
 	}
@@ -80,8 +80,8 @@ func TestHistogramPercentiles(t *testing.T) {
 	}
 }
 
-// within reports whether got is within rel of want.
-func within(got, want time.Duration, rel float64) bool {
+// withinRel reports whether got is within rel of want.
+func withinRel(got, want time.Duration, rel float64) bool {
 	return math.Abs(float64(got-want)) <= rel*float64(want)
 }
 
@@ -282,7 +282,7 @@ func TestBenchRunJSON(t *testing.T) {
 	for i, n := range nodes {
 		if n.puts.Load() == 0 || n.gets.Load() == 0 || n.stale.Load() == 0 || n.badValue.Load() != 0 ||
 			n.authOK.Load() != n.puts.Load()+n.gets.Load() {
-			t.Errorf("node %d: %d puts %d gets %d stale %d bad values %d with token %d", i,
+			t.Errorf("node %d: %d puts, %d gets, %d stale, %d bad values, %d with the token", i,
 				n.puts.Load(), n.gets.Load(), n.stale.Load(), n.badValue.Load(), n.authOK.Load())
 		}
 	}
@@ -338,7 +338,7 @@ func TestBenchPopulate(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("code %d\nstdout %s\nstderr %s", code, out, errOut)
 	}
-	var rep populateReport
+	var rep benchPopulateReport
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("not JSON: %v\n%s", err, out)
 	}
@@ -368,16 +368,16 @@ func TestBenchPopulate(t *testing.T) {
 	}
 }
 
-func TestParseMetric(t *testing.T) {
+func TestBenchParseMetric(t *testing.T) {
 	text := []byte("# HELP process_resident_memory_bytes x\n# TYPE process_resident_memory_bytes gauge\n" +
 		"process_resident_memory_bytes_total 5\nprocess_resident_memory_bytes{node=\"a b}\"} 1.5e+06 1700000000000\n")
-	if v, err := parseMetric(text, rssMetric); err != nil || v != 1.5e6 {
+	if v, err := parseBenchMetric(text, benchRSSMetric); err != nil || v != 1.5e6 {
 		t.Errorf("parseMetric = %v, %v", v, err)
 	}
-	if _, err := parseMetric([]byte("go_goroutines 7\n"), rssMetric); !errors.Is(err, errNoMetric) {
+	if _, err := parseBenchMetric([]byte("go_goroutines 7\n"), benchRSSMetric); !errors.Is(err, errBenchNoMetric) {
 		t.Errorf("missing metric: err = %v", err)
 	}
-	if _, err := parseMetric([]byte("process_resident_memory_bytes NaN\n"), rssMetric); err == nil {
+	if _, err := parseBenchMetric([]byte("process_resident_memory_bytes NaN\n"), benchRSSMetric); err == nil {
 		t.Error("NaN accepted")
 	}
 }

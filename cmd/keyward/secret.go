@@ -17,8 +17,9 @@ import (
 // defaultAddr is the server address used when neither --addr nor $KEYWARD_ADDR is set.
 const defaultAddr = "http://127.0.0.1:8200"
 
-// subcommand is one `keyward secret` subcommand.
+// subcommand is one subcommand of a command group such as `keyward secret`.
 type subcommand struct {
+	group    string // the command it belongs to; "" is "secret"
 	name     string
 	synopsis string // arguments after the name, as shown in the usage line
 	summary  string // what it does, a few lines
@@ -29,6 +30,14 @@ type subcommand struct {
 	// setup registers the subcommand's own flags on fs and returns its action, which runs
 	// once the command line is parsed and checked.
 	setup func(fs *flag.FlagSet) action
+	// offline subcommands talk to no server: they get neither the client flags nor -o, and
+	// their session has no client.
+	offline bool
+}
+
+// command returns "keyward GROUP NAME".
+func (sc subcommand) command() string {
+	return "keyward " + cmp.Or(sc.group, "secret") + " " + sc.name
 }
 
 // action runs a parsed subcommand with its positional arguments.
@@ -37,8 +46,8 @@ type action func(ctx context.Context, s *session, args []string) error
 // session is what an action works with.
 type session struct {
 	cli
-	c    *client.Client
-	json bool // -o json
+	c    *client.Client // nil for offline subcommands
+	json bool           // -o json
 }
 
 // usageError is a command-line mistake: it exits with status 2 after the usage text.
@@ -95,12 +104,15 @@ func firstLine(s string) string {
 
 // runSubcommand parses args for sc, runs it and returns the exit status.
 func (x cli) runSubcommand(sc subcommand, args []string) int {
-	fs := flag.NewFlagSet("keyward secret "+sc.name, flag.ContinueOnError)
+	fs := flag.NewFlagSet(sc.command(), flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
-	addr := fs.String("addr", "", "server address (default $KEYWARD_ADDR or "+defaultAddr+")")
-	token := fs.String("token", "", "API token (default $KEYWARD_TOKEN)")
-	output := fs.String("o", "text", "output format: text or json")
+	var cf clientFlags
+	output := new("text")
+	if !sc.offline {
+		cf.register(fs)
+		fs.StringVar(output, "o", "text", "output format: text or json")
+	}
 	act := sc.setup(fs)
 
 	pos, err := parseInterleaved(fs, args)
@@ -122,18 +134,16 @@ func (x cli) runSubcommand(sc subcommand, args []string) int {
 		return x.usageFailure(sc, fs, fmt.Sprintf("-o must be text or json, not %q", *output))
 	}
 
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	if !set["addr"] {
-		*addr = cmp.Or(x.getenv("KEYWARD_ADDR"), defaultAddr)
-	}
-	if !set["token"] {
-		*token = x.getenv("KEYWARD_TOKEN")
-	}
-	c, err := client.New(*addr, client.WithToken(*token))
-	if err != nil {
-		fmt.Fprintf(x.stderr, "error: %v\n", err)
-		return 2
+	var c *client.Client
+	if !sc.offline {
+		cf.resolve(fs, x.getenv)
+		if c, err = cf.client(); err != nil {
+			fmt.Fprintf(x.stderr, "error: %v\n", err)
+			if _, ok := errors.AsType[*usageError](err); ok {
+				return 2
+			}
+			return 1
+		}
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -158,8 +168,8 @@ func (x cli) usageFailure(sc subcommand, fs *flag.FlagSet, msg string) int {
 
 // subcommandUsage prints the usage of sc to w.
 func (x cli) subcommandUsage(w io.Writer, sc subcommand, fs *flag.FlagSet) {
-	fmt.Fprintf(w, "Usage: keyward secret %s %s\n\n%s\n\nFlags may come before or after the arguments; \"--\" ends them.\n\nFlags:\n",
-		sc.name, sc.synopsis, sc.summary)
+	fmt.Fprintf(w, "Usage: %s %s\n\n%s\n\nFlags may come before or after the arguments; \"--\" ends them.\n\nFlags:\n",
+		sc.command(), sc.synopsis, sc.summary)
 	fs.SetOutput(w)
 	fs.PrintDefaults()
 	fs.SetOutput(io.Discard)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,75 +17,16 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/keyward/keyward/api"
 	"github.com/keyward/keyward/api/wire"
 	"github.com/keyward/keyward/cluster"
+	"github.com/keyward/keyward/cluster/certs"
 	"github.com/keyward/keyward/fsm"
 	"github.com/keyward/keyward/kms"
 	"github.com/keyward/keyward/store"
 )
-
-// serverConfig is everything `keyward server` takes from flags and the environment.
-type serverConfig struct {
-	dev          bool
-	devRootToken string
-	nodeID       string
-	dataDir      string
-	httpAddr     string
-	raftAddr     string
-	kekProvider  string
-	kekFile      string
-	awsKeyID     string
-	awsRegion    string
-	awsEndpoint  string
-	logLevel     string
-	logFormat    string
-	snapshotThr  uint64
-}
-
-func parseServerFlags(args []string, stderr io.Writer) (*serverConfig, error) {
-	c := &serverConfig{}
-	fs := flag.NewFlagSet("keyward server", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.BoolVar(&c.dev, "dev", false, "single node with embedded defaults: local KEK, temp data dir, plain HTTP on 127.0.0.1:8200")
-	fs.StringVar(&c.devRootToken, "dev-root-token", env("KEYWARD_DEV_ROOT_TOKEN", ""), "dev mode: the root token to create (used once authentication is enforced)")
-	fs.StringVar(&c.nodeID, "node-id", env("KEYWARD_NODE_ID", ""), "this node's id (default: the host name)")
-	fs.StringVar(&c.dataDir, "data-dir", env("KEYWARD_DATA_DIR", ""), "directory for Raft log, snapshots and (by default) the local KEK")
-	fs.StringVar(&c.httpAddr, "http-addr", env("KEYWARD_HTTP_ADDR", "127.0.0.1:8200"), "HTTP API listen address")
-	fs.StringVar(&c.raftAddr, "raft-addr", env("KEYWARD_RAFT_ADDR", "127.0.0.1:8201"), "Raft listen address")
-	fs.StringVar(&c.kekProvider, "kek-provider", env("KEYWARD_KEK_PROVIDER", "local"), "key-encryption-key provider: local or awskms")
-	fs.StringVar(&c.kekFile, "kek-file", env("KEYWARD_KEK_FILE", ""), "local provider: KEK file, created with mode 0600 if missing (default DATA_DIR/kek.key)")
-	fs.StringVar(&c.awsKeyID, "aws-kms-key-id", env("KEYWARD_AWS_KMS_KEY_ID", ""), "awskms provider: key id, alias or ARN")
-	fs.StringVar(&c.awsRegion, "aws-region", env("AWS_REGION", ""), "awskms provider: region")
-	fs.StringVar(&c.awsEndpoint, "aws-kms-endpoint", env("KEYWARD_AWS_KMS_ENDPOINT", ""), "awskms provider: endpoint URL (optional)")
-	fs.StringVar(&c.logLevel, "log-level", env("KEYWARD_LOG_LEVEL", "info"), "debug, info, warn or error")
-	fs.StringVar(&c.logFormat, "log-format", env("KEYWARD_LOG_FORMAT", "text"), "text or json")
-	fs.Uint64Var(&c.snapshotThr, "snapshot-threshold", 8192, "Raft log entries between automatic snapshots")
-	if err := fs.Parse(args); err != nil {
-		return nil, err
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	if c.nodeID == "" {
-		h, err := os.Hostname()
-		if err != nil || h == "" {
-			h = "node1"
-		}
-		c.nodeID = h
-	}
-	if c.dataDir == "" && !c.dev {
-		return nil, errors.New("--data-dir is required outside dev mode")
-	}
-	return c, nil
-}
-
-func env(key, def string) string {
-	if v, ok := os.LookupEnv(key); ok {
-		return v
-	}
-	return def
-}
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	var lv slog.Level
@@ -142,13 +84,42 @@ func serve(ctx context.Context, cfg *serverConfig, log *slog.Logger) error {
 	}
 	envelope := kms.NewEnvelope(provider, kms.CacheOptions{})
 
-	machine := fsm.New(log.With("component", "fsm"))
-	node, err := cluster.Open(cluster.Config{
-		NodeID: cfg.nodeID, DataDir: cfg.dataDir, RaftAddr: cfg.raftAddr,
-		Bootstrap: true, FSM: machine, Noop: fsm.MustEncode(fsm.CmdNoop, fsm.Noop{}), Codec: fsm.Codec{}, Log: log,
-		SnapshotThreshold: cfg.snapshotThr,
-	})
+	var peer *certs.Peer
+	var apiTLS *tls.Config
+	if cfg.tlsCert != "" {
+		if peer, err = certs.LoadPeer(cfg.tlsCert, cfg.tlsKey, cfg.tlsCA); err != nil {
+			return err
+		}
+		if apiTLS, err = certs.APIServerConfig(cfg.tlsCert, cfg.tlsKey, cfg.tlsClientCA); err != nil {
+			return err
+		}
+	}
+	gossipKey, err := cfg.gossipKeyBytes()
 	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", cfg.httpAddr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.httpAddr, err)
+	}
+	apiURL := advertisedURL(cfg, ln.Addr(), apiTLS != nil)
+
+	machine := fsm.New(log.With("component", "fsm"))
+	ccfg := cluster.Config{
+		NodeID: cfg.nodeID, DataDir: cfg.dataDir, RaftAddr: cfg.raftAddr, Advertise: cfg.advertise,
+		HTTPAddr: apiURL, GossipAddr: cfg.gossipAddr, GossipKey: gossipKey, Join: cfg.joinAddrs(),
+		BootstrapExpect: cfg.expect, ReadReplica: cfg.readReplica, DeadServerCleanup: cfg.deadCleanup,
+		Bootstrap: cfg.expect == 0 && cfg.join == "",
+		FSM:       machine, Codec: fsm.Codec{}, Noop: fsm.MustEncode(fsm.CmdNoop, fsm.Noop{}),
+		Log: log, SnapshotThreshold: cfg.snapshotThr,
+	}
+	if peer != nil {
+		ccfg.ServerTLS, ccfg.ClientTLS = peer.ServerConfig(), peer.ClientConfig()
+	}
+	node, err := cluster.Open(ccfg)
+	if err != nil {
+		ln.Close()
 		return err
 	}
 	defer func() {
@@ -157,27 +128,41 @@ func serve(ctx context.Context, cfg *serverConfig, log *slog.Logger) error {
 		}
 	}()
 
-	svc := store.New(store.Deps{Proposer: node, State: machine, Reads: node, Sealer: envelope, Log: log})
-	handler := api.New(api.Deps{Secrets: svc, Health: healthSource{node: node, fsm: machine}, Raft: node, Log: log})
-
-	ln, err := net.Listen("tcp", cfg.httpAddr)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", cfg.httpAddr, err)
+	svc := store.New(store.Deps{Proposer: node, State: machine, Reads: node, Restorer: node, Sealer: envelope, Log: log})
+	reg := newMetrics(node, machine, envelope)
+	handler := api.New(api.Deps{
+		Secrets: svc, Health: healthSource{node: node, fsm: machine}, Cluster: node,
+		Metrics: promhttp.HandlerFor(reg.registry, promhttp.HandlerOpts{}), Observer: reg, Log: log,
+	})
+	if cfg.autoSnapDir != "" {
+		go store.AutoSnapshots(ctx, svc, node.LeaderReady, store.AutoSnapshotConfig{
+			Dir: cfg.autoSnapDir, Interval: cfg.autoSnapInt, Retain: cfg.autoSnapKeep, Log: log,
+		})
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
 
-	addr := "http://" + ln.Addr().String()
-	log.Info("keyward listening", "http", addr, "raft", cfg.raftAddr, "node_id", cfg.nodeID,
-		"data_dir", cfg.dataDir, "kek_provider", provider.Name(), "kek_id", provider.KeyID(), "dev", cfg.dev)
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 5 * time.Minute,
+		WriteTimeout: 5 * time.Minute, IdleTimeout: 120 * time.Second, TLSConfig: apiTLS}
+	errc := make(chan error, 1)
+	go func() {
+		if apiTLS != nil {
+			errc <- srv.ServeTLS(ln, "", "")
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+
+	log.Info("keyward listening", "api", apiURL, "raft", cfg.raftAddr, "gossip", cfg.gossipAddr, "node_id", cfg.nodeID,
+		"data_dir", cfg.dataDir, "kek_provider", provider.Name(), "kek_id", provider.KeyID(), "dev", cfg.dev,
+		"tls", apiTLS != nil)
+	if apiTLS == nil {
+		log.Warn("plain HTTP: API and cluster traffic are not encrypted; dev mode only")
+	}
 	if cfg.dev {
-		log.Warn("dev mode: plain HTTP, single node, KEK stored next to the data; never use it for real secrets")
+		log.Warn("dev mode: single node, KEK stored next to the data; never use it for real secrets")
 		fmt.Fprintf(os.Stderr, "\nkeyward dev server is up. In another shell:\n\n"+
 			"    export KEYWARD_ADDR=%s\n"+
 			"    printf 's3cr3t' | keyward secret put prod/payments/db-password\n"+
-			"    keyward secret get prod/payments/db-password\n\n", addr)
+			"    keyward secret get prod/payments/db-password\n\n", apiURL)
 	}
 
 	select {
@@ -189,6 +174,27 @@ func serve(ctx context.Context, cfg *serverConfig, log *slog.Logger) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return srv.Shutdown(sctx)
+}
+
+// advertisedURL is the API URL other nodes hand out: --advertise-http, or the listen address
+// with a wildcard host replaced by the cluster address's host.
+func advertisedURL(cfg *serverConfig, addr net.Addr, tlsOn bool) string {
+	if cfg.advertiseAPI != "" {
+		return cfg.advertiseAPI
+	}
+	scheme := "http"
+	if tlsOn {
+		scheme = "https"
+	}
+	host, port, _ := net.SplitHostPort(addr.String())
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		adv := cfg.advertise
+		if adv == "" {
+			adv = cfg.raftAddr
+		}
+		host, _, _ = net.SplitHostPort(adv)
+	}
+	return scheme + "://" + net.JoinHostPort(host, port)
 }
 
 func openProvider(ctx context.Context, cfg *serverConfig, log *slog.Logger) (kms.Provider, error) {

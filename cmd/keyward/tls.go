@@ -20,6 +20,7 @@ const maxDays = 36525
 type tlsCommand struct {
 	name     string
 	synopsis string // the flags, as shown in the usage line
+	short    string // what it does, in the list of subcommands
 	summary  string // what it does, a few lines
 	// setup registers the command's flags on fs and returns its action, which runs once the
 	// command line is parsed.
@@ -70,7 +71,7 @@ func (x cli) tls(args []string) int {
 func (x cli) tlsUsage(w io.Writer) {
 	fmt.Fprintln(w, "Usage: keyward tls <subcommand> [flags]\n\nSubcommands:")
 	for _, tc := range tlsCommands() {
-		fmt.Fprintf(w, "  %-12s %s\n", tc.name, firstLine(tc.summary))
+		fmt.Fprintf(w, "  %-12s %s\n", tc.name, tc.short)
 	}
 	fmt.Fprintln(w, "\nRun \"keyward tls <subcommand> --help\" for its flags.")
 }
@@ -133,6 +134,7 @@ func caCreateCommand() tlsCommand {
 	return tlsCommand{
 		name:     "ca create",
 		synopsis: "[--dir DIR] [--name NAME] [--common-name CN] [--days N]",
+		short:    "create a cluster CA: a self-signed certificate and its key",
 		summary: "Creates a cluster CA: a self-signed ECDSA P-256 certificate DIR/NAME.pem and its key\n" +
 			"DIR/NAME-key.pem (mode 0600). Existing files are never overwritten. Keep the key offline\n" +
 			"if you can: anyone holding it can issue certificates that the cluster trusts.",
@@ -162,6 +164,7 @@ func certCreateCommand() tlsCommand {
 		name: "cert create",
 		synopsis: "--ca CA.pem --ca-key CA-key.pem --name NAME [--dir DIR] [--common-name CN]\n" +
 			"       [--dns NAME,...] [--ip ADDR,...] [--uri URI] [--days N] [--server] [--client]",
+		short: "issue a node, server or client certificate from the CA",
 		summary: "Issues an ECDSA P-256 certificate signed by the CA and writes it as DIR/NAME.pem and its key\n" +
 			"as DIR/NAME-key.pem (mode 0600). Existing files are never overwritten. Without --server or\n" +
 			"--client it is a node certificate, usable as both. The certificate expires no later than\n" +

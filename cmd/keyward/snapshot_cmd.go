@@ -1,0 +1,180 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/keyward/keyward/api/client"
+)
+
+// snapshotGroup is `keyward snapshot`.
+func snapshotGroup() commandGroup {
+	return commandGroup{
+		name: "snapshot",
+		summary: "Backs up and restores the whole replicated state. A snapshot holds ciphertext and wrapped\n" +
+			"data keys only; restoring it needs the same key-encryption keys.",
+		commands: []subcommand{snapshotSaveCommand(), snapshotRestoreCommand(), snapshotForceCommand()},
+	}
+}
+
+func snapshotSaveCommand() subcommand {
+	return subcommand{
+		name:     "save",
+		synopsis: "FILE [-o json]",
+		summary: "Saves a consistent, checksummed snapshot of the cluster's state to FILE (mode 0600). It is\n" +
+			"written to FILE.tmp first, then synced and renamed, so FILE is complete or untouched.",
+		minArgs: 1, maxArgs: 1,
+		setup: func(*flag.FlagSet) action {
+			return func(ctx context.Context, s *session, args []string) error {
+				file := args[0]
+				if file == "" {
+					return usagef("FILE is empty")
+				}
+				n, err := saveSnapshot(ctx, s.c, file)
+				if err != nil {
+					return err
+				}
+				if s.json {
+					return printJSON(s.stdout, map[string]any{"file": file, "bytes": n})
+				}
+				return say(s.stdout, "Wrote %d bytes to %s\n", n, file)
+			}
+		},
+	}
+}
+
+// saveSnapshot streams a snapshot into file.tmp, syncs it and renames it to file; on failure
+// it removes file.tmp and leaves file as it was. It returns the bytes written.
+func saveSnapshot(ctx context.Context, c *client.Client, file string) (n int64, err error) {
+	tmp := file + ".tmp"
+	// Start afresh: a left-over file.tmp (or anything planted there) is not written through.
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return 0, fmt.Errorf("snapshot: %w", err)
+	}
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return 0, fmt.Errorf("snapshot: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = f.Close()
+			_ = os.Remove(tmp)
+		}
+	}()
+	cw := &countingWriter{w: f}
+	if err := c.SnapshotSave(ctx, cw); err != nil {
+		return 0, err
+	}
+	if cw.n == 0 {
+		return 0, errors.New("snapshot: the server sent an empty snapshot")
+	}
+	if err := f.Sync(); err != nil {
+		return 0, fmt.Errorf("snapshot: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return 0, fmt.Errorf("snapshot: %w", err)
+	}
+	if err := os.Rename(tmp, file); err != nil {
+		return 0, fmt.Errorf("snapshot: %w", err)
+	}
+	syncDir(filepath.Dir(file))
+	return cw.n, nil
+}
+
+// syncDir makes a rename in dir durable, where the file system allows it.
+func syncDir(dir string) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return
+	}
+	_ = d.Sync()
+	_ = d.Close()
+}
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func snapshotRestoreCommand() subcommand {
+	return subcommand{
+		name:     "restore",
+		synopsis: "FILE [-o json]",
+		summary: "Replaces the whole state of the cluster with the snapshot in FILE, written by \"keyward\n" +
+			"snapshot save\". Every secret written since the snapshot is lost. The server checks the\n" +
+			"snapshot's checksum before it changes anything.",
+		minArgs: 1, maxArgs: 1,
+		setup: func(*flag.FlagSet) action {
+			return func(ctx context.Context, s *session, args []string) error {
+				file := args[0]
+				f, err := os.Open(file)
+				if err != nil {
+					return fmt.Errorf("snapshot: %w", err)
+				}
+				defer f.Close()
+				st, err := f.Stat()
+				switch {
+				case err != nil:
+					return fmt.Errorf("snapshot: %w", err)
+				case !st.Mode().IsRegular():
+					return fmt.Errorf("snapshot: %s is not a regular file", file)
+				case st.Size() == 0:
+					return fmt.Errorf("snapshot: %s is empty", file)
+				}
+				cr := &countingReader{r: f}
+				if err := s.c.SnapshotRestore(ctx, cr); err != nil {
+					return err
+				}
+				if s.json {
+					return printJSON(s.stdout, map[string]any{"restored": true, "file": file, "bytes": cr.n})
+				}
+				return say(s.stdout, "Restored the cluster from %s (%d bytes)\n", file, cr.n)
+			}
+		},
+	}
+}
+
+func snapshotForceCommand() subcommand {
+	return subcommand{
+		name:     "force",
+		synopsis: "[-o json]",
+		summary: "Makes the node at --addr take a local Raft snapshot now, compacting its log. This is not a\n" +
+			"backup: use \"keyward snapshot save\" for one.",
+		setup: func(*flag.FlagSet) action {
+			return func(ctx context.Context, s *session, _ []string) error {
+				if err := s.c.ForceRaftSnapshot(ctx); err != nil {
+					return err
+				}
+				if s.json {
+					return printJSON(s.stdout, map[string]any{"snapshot": true})
+				}
+				return say(s.stdout, "Took a Raft snapshot\n")
+			}
+		},
+	}
+}
