@@ -61,8 +61,8 @@ func newTestNode(t testing.TB) (baseURL string, c *apiClient) {
 		}
 	})
 
-	svc := store.New(store.Deps{Proposer: node, State: machine, Reads: node, Sealer: envelope, Log: log})
-	handler := api.New(api.Deps{Secrets: svc, Health: healthSource{node: node, fsm: machine}, Raft: node, Log: log})
+	svc := store.New(store.Deps{Proposer: node, State: machine, Reads: node, Restorer: node, Sealer: envelope, Log: log})
+	handler := api.New(api.Deps{Secrets: svc, Health: healthSource{node: node, fsm: machine}, Cluster: node, Log: log})
 
 	srv := httptest.NewUnstartedServer(handler)
 	srv.Config.ReadHeaderTimeout = 10 * time.Second

@@ -221,4 +221,3 @@ func (s *Server) restore(w http.ResponseWriter, r *http.Request) {
 }
 
 func nanos(n int64) time.Time { return time.Unix(0, n).UTC() }
-

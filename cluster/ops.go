@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -208,27 +209,24 @@ func (n *Node) ClusterStatus(ctx context.Context) (ClusterStatus, error) {
 
 // Restore replaces the whole replicated state with an FSM snapshot stream (from any node: a
 // follower forwards it to the leader). Every node ends up with the restored state.
-func (n *Node) Restore(ctx context.Context, r io.Reader) error {
+func (n *Node) Restore(ctx context.Context, snapshot []byte) error {
 	if n.raft.State() == raft.Leader {
-		return n.restoreLocal(r)
+		return n.restoreLocal(snapshot)
 	}
 	addr, err := n.leaderAddr()
 	if err != nil {
 		return err
 	}
-	body, err := io.ReadAll(io.LimitReader(r, 8<<30))
-	if err != nil {
-		return err
-	}
-	_, _, _, err = n.rpc.call(ctx, "POST", addr, "/rpc/restore", body)
+	_, _, _, err = n.rpc.call(ctx, "POST", addr, "/rpc/restore", snapshot)
 	return err
 }
 
-func (n *Node) restoreLocal(r io.Reader) error {
+func (n *Node) restoreLocal(snapshot []byte) error {
 	if n.raft.State() != raft.Leader {
 		return ErrNotLeader
 	}
-	if err := n.raft.Restore(&raft.SnapshotMeta{Version: raft.SnapshotVersionMax}, r, time.Minute); err != nil {
+	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Size: int64(len(snapshot))}
+	if err := n.raft.Restore(meta, bytes.NewReader(snapshot), time.Minute); err != nil {
 		return fmt.Errorf("cluster: restore: %w", translate(err))
 	}
 	// Raft's restore ends with an internal no-op the FSM never sees; commit one of ours so the

@@ -19,7 +19,7 @@ import (
 // holding a certificate from the cluster CA reach these handlers, so a forwarded request's
 // content (the caller's identity and address inside commands) is trusted.
 
-const maxRPCBody = 64 << 20
+const maxRPCBody = 4 << 30
 
 type rpcError struct {
 	Code    string `json:"code"`
@@ -147,7 +147,12 @@ func (n *Node) rpcHandler() http.Handler {
 		writeRPCJSON(w, map[string]bool{"ok": true})
 	})
 	mux.HandleFunc("POST /rpc/restore", func(w http.ResponseWriter, r *http.Request) {
-		if err := n.restoreLocal(r.Body); err != nil {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			writeRPCError(w, err)
+			return
+		}
+		if err := n.restoreLocal(body); err != nil {
 			writeRPCError(w, err)
 			return
 		}

@@ -31,7 +31,7 @@ var ErrBadSnapshot = errors.New("invalid snapshot")
 // Restorer replaces the replicated state with an FSM snapshot stream. cluster.Node
 // implements it.
 type Restorer interface {
-	Restore(ctx context.Context, r io.Reader) error
+	Restore(ctx context.Context, snapshot []byte) error
 }
 
 // Snapshot writes a consistent snapshot: the state as of a linearizable read.
@@ -67,7 +67,7 @@ func (s *Service) Restore(ctx context.Context, r io.Reader) error {
 	if _, err := fsm.ReadSnapshot(bytes.NewReader(body)); err != nil {
 		return fmt.Errorf("%w: %w", ErrBadSnapshot, err)
 	}
-	if err := s.d.Restorer.Restore(ctx, bytes.NewReader(body)); err != nil {
+	if err := s.d.Restorer.Restore(ctx, body); err != nil {
 		return clusterError(err)
 	}
 	return nil

@@ -62,7 +62,7 @@ func (x cli) groupUsage(w io.Writer, g commandGroup) {
 func clusterGroup() commandGroup {
 	return commandGroup{
 		name: "cluster",
-		summary: "Inspects and changes the cluster membership, as seen by the node at --addr. Changes are\n" +
+		summary: "Inspects and changes the cluster membership as seen by the node at --addr. Changes are\n" +
 			"carried out by the leader; any node passes them on.",
 		commands: []subcommand{clusterMembersCommand(), clusterPeersCommand(), clusterStatusCommand(),
 			clusterJoinCommand(), clusterRemoveCommand(), clusterTransferCommand()},
@@ -73,8 +73,9 @@ func clusterMembersCommand() subcommand {
 	return subcommand{
 		name:     "members",
 		synopsis: "[-o json]",
-		summary: "Lists the nodes in the gossip view of the node at --addr as ID GOSSIP-ADDR STATUS ROLE\n" +
-			"RAFT-ADDR. STATUS is alive, suspect, dead or left; ROLE is voter or replica.",
+		summary: "Lists the nodes that the node at --addr sees over gossip.\n" +
+			"Columns: ID GOSSIP-ADDR STATUS ROLE RAFT-ADDR. STATUS is alive, suspect, dead or left; ROLE is\n" +
+			"voter or replica.",
 		setup: func(*flag.FlagSet) action {
 			return func(ctx context.Context, s *session, _ []string) error {
 				members, err := s.c.Members(ctx)
@@ -107,9 +108,10 @@ func clusterPeersCommand() subcommand {
 	return subcommand{
 		name:     "peers",
 		synopsis: "[-o json]",
-		summary: "Lists the servers of the Raft configuration, each with the state it reports, as ID ADDRESS\n" +
-			"ROLE LEADER STATE LAST-CONTACT APPLIED-INDEX REACHABLE. LAST-CONTACT is the time since the\n" +
-			"server last heard from the leader; \"-\" marks what an unreachable server could not tell.",
+		summary: "Lists the servers of the Raft configuration with the state each reports.\n" +
+			"Columns: ID ADDRESS ROLE LEADER STATE LAST-CONTACT APPLIED-INDEX REACHABLE. ROLE is voter or\n" +
+			"replica, LEADER marks the leader with *, LAST-CONTACT is the time since the server last heard\n" +
+			"from the leader; \"-\" marks what an unreachable server could not tell.",
 		setup: func(*flag.FlagSet) action {
 			return func(ctx context.Context, s *session, _ []string) error {
 				peers, err := s.c.Peers(ctx)
@@ -164,9 +166,9 @@ func clusterStatusCommand() subcommand {
 	return subcommand{
 		name:     "status",
 		synopsis: "[-o json]",
-		summary: "Reports whether the cluster is healthy (a leader, and a quorum of voters in touch with it),\n" +
-			"the leader, the voters, the quorum and how many more voters may fail without losing it.\n" +
-			"Exits 1 when the cluster is not healthy.",
+		summary: "Reports whether the cluster is healthy; exits 1 when it is not.\n" +
+			"Healthy means a leader and a quorum of voters in touch with it. Also shows the leader, the\n" +
+			"voters, the quorum and how many more voters may fail without losing it.",
 		setup: func(*flag.FlagSet) action {
 			return func(ctx context.Context, s *session, _ []string) error {
 				st, err := s.c.ClusterStatus(ctx)
@@ -205,8 +207,9 @@ func clusterJoinCommand() subcommand {
 	return subcommand{
 		name:     "join",
 		synopsis: "ADDRESS [-o json]",
-		summary: "Tells the node at --addr to join the cluster of the member whose cluster (Raft) address,\n" +
-			"host:port, is ADDRESS. The node joins as a voter, or as a replica if it was started as one.",
+		summary: "Makes the node at --addr join the cluster of the member at ADDRESS.\n" +
+			"ADDRESS is that member's cluster (Raft) address host:port, not its API URL. The node joins as\n" +
+			"a voter, or as a replica if it was started as one.",
 		minArgs: 1, maxArgs: 1,
 		setup: func(*flag.FlagSet) action {
 			return func(ctx context.Context, s *session, args []string) error {
@@ -253,7 +256,7 @@ func clusterTransferCommand() subcommand {
 	return subcommand{
 		name:     "transfer-leader",
 		synopsis: "[NODE_ID] [-o json]",
-		summary:  "Hands leadership to the voter NODE_ID, or without NODE_ID to the most up-to-date voter.",
+		summary:  "Hands leadership to the voter NODE_ID, or to the most up-to-date voter.",
 		minArgs:  0, maxArgs: 1,
 		setup: func(*flag.FlagSet) action {
 			return func(ctx context.Context, s *session, args []string) error {

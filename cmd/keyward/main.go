@@ -36,6 +36,12 @@ func (x cli) run(args []string) int {
 		return runServer(args[1:])
 	case "secret":
 		return x.secret(args[1:])
+	case "cluster":
+		return x.runGroup(clusterGroup(), args[1:])
+	case "snapshot":
+		return x.runGroup(snapshotGroup(), args[1:])
+	case "operator":
+		return x.runGroup(operatorGroup(), args[1:])
 	case "bench":
 		return x.bench(args[1:])
 	case "tls":
@@ -58,6 +64,12 @@ func (x cli) help(args []string) int {
 		return 0
 	case args[0] == "secret":
 		return x.secret(append(args[1:len(args):len(args)], "--help"))
+	case args[0] == "cluster":
+		return x.runGroup(clusterGroup(), append(args[1:len(args):len(args)], "--help"))
+	case args[0] == "snapshot":
+		return x.runGroup(snapshotGroup(), append(args[1:len(args):len(args)], "--help"))
+	case args[0] == "operator":
+		return x.runGroup(operatorGroup(), append(args[1:len(args):len(args)], "--help"))
 	case args[0] == "server":
 		return runServer([]string{"--help"})
 	case args[0] == "version":
@@ -76,12 +88,17 @@ func (x cli) usage(w io.Writer) {
 Commands:
   server    run a keyward server node
   secret    read and write secrets: put, get, list, versions, destroy, delete, restore
+  cluster   inspect and change the cluster: members, peers, status, join, remove, transfer-leader
+  snapshot  back up and restore the cluster's state: save, restore, force
+  operator  offline tools: recover (lost quorum), keygen (gossip key)
   bench     generate load against nodes and report throughput, latency and memory
   tls       create a cluster CA and node certificates: ca create, cert create
   version   print the version of this binary
   help      print help; "keyward help secret [SUBCOMMAND]" for more
 
-Client commands talk to $KEYWARD_ADDR (default `+defaultAddr+`) and send $KEYWARD_TOKEN;
---addr and --token override them.
+Client commands talk to $KEYWARD_ADDR (default `+defaultAddr+`; of a comma-separated list the
+first) and send $KEYWARD_TOKEN; --addr and --token override them. For https, --ca-cert
+($KEYWARD_CACERT) names the CA to trust and --client-cert/--client-key ($KEYWARD_CLIENT_CERT,
+$KEYWARD_CLIENT_KEY) a client certificate to present.
 `)
 }

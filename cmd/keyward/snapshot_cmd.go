@@ -27,8 +27,9 @@ func snapshotSaveCommand() subcommand {
 	return subcommand{
 		name:     "save",
 		synopsis: "FILE [-o json]",
-		summary: "Saves a consistent, checksummed snapshot of the cluster's state to FILE (mode 0600). It is\n" +
-			"written to FILE.tmp first, then synced and renamed, so FILE is complete or untouched.",
+		summary: "Saves a consistent, checksummed snapshot of the cluster's state to FILE.\n" +
+			"It is written to FILE.tmp (mode 0600) first, then synced and renamed, so FILE is either\n" +
+			"complete or untouched.",
 		minArgs: 1, maxArgs: 1,
 		setup: func(*flag.FlagSet) action {
 			return func(ctx context.Context, s *session, args []string) error {
@@ -125,9 +126,9 @@ func snapshotRestoreCommand() subcommand {
 	return subcommand{
 		name:     "restore",
 		synopsis: "FILE [-o json]",
-		summary: "Replaces the whole state of the cluster with the snapshot in FILE, written by \"keyward\n" +
-			"snapshot save\". Every secret written since the snapshot is lost. The server checks the\n" +
-			"snapshot's checksum before it changes anything.",
+		summary: "Replaces the whole state of the cluster with the snapshot in FILE.\n" +
+			"FILE is one written by \"keyward snapshot save\". Every write since the snapshot is lost. The\n" +
+			"server checks the snapshot's checksum before it changes anything.",
 		minArgs: 1, maxArgs: 1,
 		setup: func(*flag.FlagSet) action {
 			return func(ctx context.Context, s *session, args []string) error {
@@ -163,8 +164,8 @@ func snapshotForceCommand() subcommand {
 	return subcommand{
 		name:     "force",
 		synopsis: "[-o json]",
-		summary: "Makes the node at --addr take a local Raft snapshot now, compacting its log. This is not a\n" +
-			"backup: use \"keyward snapshot save\" for one.",
+		summary: "Makes the node at --addr take a local Raft snapshot now.\n" +
+			"This compacts that node's log; it is not a backup (see \"keyward snapshot save\").",
 		setup: func(*flag.FlagSet) action {
 			return func(ctx context.Context, s *session, _ []string) error {
 				if err := s.c.ForceRaftSnapshot(ctx); err != nil {
