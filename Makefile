@@ -3,16 +3,23 @@ GO      ?= go
 BIN     := bin/keyward
 PKGS    := ./...
 
-.PHONY: all build run test test-deps vet fmt-check bench clean
+.PHONY: all build run run-dev stop test test-deps vet fmt-check bench clean
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/keyward
 
-# Starts a single dev-mode node with embedded defaults (local KEK, temp data dir, plain HTTP on
-# 127.0.0.1:8200) and prints what to type next. Ctrl-C stops it.
+# Starts a local three-node cluster (three processes on loopback, TLS on, one shared KEK file)
+# and prints the addresses, the CA file and example commands. `make stop` ends it.
 run: build
+	scripts/cluster.sh start
+
+stop:
+	scripts/cluster.sh stop
+
+# A single dev-mode node with embedded defaults (plain HTTP on 127.0.0.1:8200); Ctrl-C stops it.
+run-dev: build
 	scripts/run-dev.sh
 
 # Installs what the tests need, then runs gofmt, go vet and every test with the race detector.
@@ -33,4 +40,5 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 
 clean:
+	scripts/cluster.sh clean
 	rm -rf bin

@@ -52,6 +52,9 @@ type Cluster interface {
 	JoinCluster(ctx context.Context, addr string) error
 	Remove(ctx context.Context, id string) error
 	TransferLeader(ctx context.Context, id string) error
+	IsLeader() bool
+	// LeaderAPI is the leader's API URL, "" when unknown.
+	LeaderAPI() string
 }
 
 // Deps are what the API needs.
@@ -86,12 +89,12 @@ func New(d Deps) *Server {
 	// Keep the path as sent: a path with "..", "." or "//" is invalid input, not a redirect.
 	r.SkipClean(true)
 	r.HandleFunc("/v1/secrets", s.list).Methods(http.MethodGet)
-	r.HandleFunc("/v1/secrets/{path:.*}", s.put).Methods(http.MethodPut, http.MethodPost)
+	r.HandleFunc("/v1/secrets/{path:.*}", s.redirectable(s.put)).Methods(http.MethodPut, http.MethodPost)
 	r.HandleFunc("/v1/secrets/{path:.*}", s.get).Methods(http.MethodGet)
-	r.HandleFunc("/v1/secrets/{path:.*}", s.delete).Methods(http.MethodDelete)
+	r.HandleFunc("/v1/secrets/{path:.*}", s.redirectable(s.delete)).Methods(http.MethodDelete)
 	r.HandleFunc("/v1/versions/{path:.*}", s.versions).Methods(http.MethodGet)
-	r.HandleFunc("/v1/destroy/{path:.*}", s.destroy).Methods(http.MethodPost)
-	r.HandleFunc("/v1/restore/{path:.*}", s.restore).Methods(http.MethodPost)
+	r.HandleFunc("/v1/destroy/{path:.*}", s.redirectable(s.destroy)).Methods(http.MethodPost)
+	r.HandleFunc("/v1/restore/{path:.*}", s.redirectable(s.restore)).Methods(http.MethodPost)
 	r.HandleFunc("/v1/sys/health", s.health).Methods(http.MethodGet, http.MethodHead)
 	r.HandleFunc("/v1/sys/raft/snapshot", s.raftSnapshot).Methods(http.MethodPost)
 	r.HandleFunc("/v1/sys/snapshot", s.snapshotSave).Methods(http.MethodGet)
@@ -109,6 +112,33 @@ func New(d Deps) *Server {
 	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { s.fail(w, nil, errMethod) })
 	s.router = r
 	return s
+}
+
+// redirectable wraps a write handler: by default a follower forwards the write to the leader
+// itself; a client that asks (?redirect or header X-Keyward-Redirect: true) gets a 307 to the
+// leader's API instead.
+func (s *Server) redirectable(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !wantsRedirect(r) || s.d.Cluster == nil || s.d.Cluster.IsLeader() {
+			h(w, r)
+			return
+		}
+		leader := s.d.Cluster.LeaderAPI()
+		if leader == "" {
+			s.fail(w, r, store.ErrNoLeader)
+			return
+		}
+		w.Header().Set("Location", strings.TrimSuffix(leader, "/")+r.URL.RequestURI())
+		w.WriteHeader(http.StatusTemporaryRedirect)
+	}
+}
+
+func wantsRedirect(r *http.Request) bool {
+	if r.URL.Query().Has("redirect") {
+		return true
+	}
+	v, _ := strconv.ParseBool(r.Header.Get(wire.HeaderRedirect))
+	return v
 }
 
 // ServeHTTP logs and measures each request (never bodies) and dispatches it.

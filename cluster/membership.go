@@ -372,3 +372,21 @@ func mustJSON(v any) []byte {
 	}
 	return b
 }
+
+// LeaderAPI returns the leader's advertised API URL ("" when unknown): this node's own when it
+// leads, otherwise the one the leader gossips.
+func (n *Node) LeaderAPI() string {
+	_, id := n.raft.LeaderWithID()
+	switch {
+	case id == "":
+		return ""
+	case string(id) == n.cfg.NodeID:
+		return n.cfg.HTTPAddr
+	}
+	for _, m := range n.Members() {
+		if m.ID == string(id) {
+			return m.Meta.HTTPAddr
+		}
+	}
+	return ""
+}

@@ -145,9 +145,12 @@ func (c *Client) SnapshotSave(ctx context.Context, w io.Writer) error {
 }
 
 // SnapshotRestore sends a snapshot written by SnapshotSave, as read from r, and replaces the
-// whole replicated state of the cluster with it. It is not bound by the client's request
-// timeout: bound it with ctx.
+// whole replicated state of the cluster with it. It reads r to the end but never closes it.
+// It is not bound by the client's request timeout: bound it with ctx.
 func (c *Client) SnapshotRestore(ctx context.Context, r io.Reader) error {
+	if _, ok := r.(io.Closer); ok {
+		r = struct{ io.Reader }{r} // r is the caller's to close, not the transport's
+	}
 	resp, err := c.stream(ctx, http.MethodPut, "/v1/sys/snapshot", r)
 	if err != nil {
 		return err

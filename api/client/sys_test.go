@@ -74,6 +74,9 @@ func (f *fakeCluster) TransferLeader(_ context.Context, id string) error {
 	return f.record("transfer " + id)
 }
 
+func (f *fakeCluster) IsLeader() bool    { return true }
+func (f *fakeCluster) LeaderAPI() string { return "" }
+
 // fakeSecrets streams snap on Snapshot and keeps what Restore read. Its other methods are
 // never called here (the nil embedded interface would panic).
 type fakeSecrets struct {
@@ -339,6 +342,10 @@ func TestSnapshotStreamsPastResponseCap(t *testing.T) {
 	if got := fs.lastRestored(); !bytes.Equal(got, snap) {
 		t.Fatalf("restored %d bytes, want %d", len(got), len(snap))
 	}
+	rc := &closeRecorder{Reader: bytes.NewReader(snap)}
+	if err := c.SnapshotRestore(ctx, rc); err != nil || rc.closed {
+		t.Errorf("restore from a ReadCloser: %v, closed %v; want it left open", err, rc.closed)
+	}
 
 	fs.setErr(fmt.Errorf("%w: checksum mismatch", store.ErrBadSnapshot))
 	if err := c.SnapshotRestore(ctx, bytes.NewReader(snap)); !client.IsCode(err, "invalid_snapshot") {
@@ -443,3 +450,10 @@ func TestSnapshotNotBoundByRequestTimeout(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+type closeRecorder struct {
+	io.Reader
+	closed bool
+}
+
+func (c *closeRecorder) Close() error { c.closed = true; return nil }

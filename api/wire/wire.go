@@ -11,6 +11,7 @@ const (
 	HeaderKnownLeader = "X-Keyward-Known-Leader" // true or false
 	HeaderConsistency = "X-Keyward-Consistency"  // linearizable or stale
 	HeaderToken       = "X-Keyward-Token"
+	HeaderRedirect    = "X-Keyward-Redirect" // "true": a follower answers writes with 307 to the leader
 )
 
 // Limits of the API.

@@ -3,7 +3,9 @@ package clustertest_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -75,6 +77,35 @@ func TestClusterFormsForwardsAndReads(t *testing.T) {
 	for _, p := range peers {
 		if !p.Voter || !p.Reachable {
 			t.Fatalf("peer %+v", p)
+		}
+	}
+	// A client that asks for redirects gets a 307 to the leader's API instead of forwarding.
+	follower := (leader + 1) % 3
+	noFollow := &http.Client{Transport: c.Nodes[follower].HTTP.Transport,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	req, _ := http.NewRequest(http.MethodPut, c.Nodes[follower].URL()+"/v1/secrets/app/redirected?redirect",
+		strings.NewReader(`{"value":"x"}`))
+	resp, err := noFollow.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if want := c.Nodes[leader].URL() + "/v1/secrets/app/redirected?redirect"; resp.StatusCode != http.StatusTemporaryRedirect || resp.Header.Get("Location") != want {
+		t.Fatalf("redirect: %d %q, want 307 %q", resp.StatusCode, resp.Header.Get("Location"), want)
+	}
+	// Metrics name the series operators need.
+	resp, err = c.Nodes[follower].HTTP.Get(c.Nodes[follower].URL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, m := range []string{"keyward_http_requests_total{", "keyward_http_request_duration_seconds_bucket{",
+		"keyward_raft_term ", "keyward_raft_commit_index ", "keyward_raft_applied_index ", "keyward_raft_last_contact_seconds ",
+		"keyward_raft_is_leader 0", "keyward_forwarded_applies_total ", "keyward_kms_calls_total ",
+		"keyward_kms_datakey_cache_hits_total ", "process_resident_memory_bytes "} {
+		if !strings.Contains(string(body), m) {
+			t.Errorf("/metrics lacks %q", m)
 		}
 	}
 	st, err := c.Client(1).ClusterStatus(ctx)

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -140,6 +141,9 @@ func serve(ctx context.Context, cfg *serverConfig, log *slog.Logger) error {
 		})
 	}
 
+	if cfg.pprofAddr != "" {
+		go servePprof(cfg.pprofAddr, log)
+	}
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 5 * time.Minute,
 		WriteTimeout: 5 * time.Minute, IdleTimeout: 120 * time.Second, TLSConfig: apiTLS}
 	errc := make(chan error, 1)
@@ -229,5 +233,20 @@ func (h healthSource) Health() wire.HealthResponse {
 		NodeID: st.NodeID, State: st.State, Leader: st.LeaderID,
 		AppliedIndex: h.fsm.AppliedIndex(), CommitIndex: st.CommitIndex,
 		LastContactMS: st.LastContact.Milliseconds(),
+	}
+}
+
+// servePprof serves the Go profiler on its own listener, never on the API port.
+func servePprof(addr string, log *slog.Logger) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	log.Warn("pprof listening", "addr", addr)
+	if err := srv.ListenAndServe(); err != nil {
+		log.Error("pprof server", "err", err)
 	}
 }

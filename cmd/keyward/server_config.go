@@ -48,6 +48,7 @@ type serverConfig struct {
 	autoSnapInt  time.Duration
 	autoSnapKeep int
 	deadCleanup  time.Duration
+	pprofAddr    string
 }
 
 func serverFlags(c *serverConfig, stderr io.Writer) *flag.FlagSet {
@@ -83,6 +84,7 @@ func serverFlags(c *serverConfig, stderr io.Writer) *flag.FlagSet {
 	fs.DurationVar(&c.autoSnapInt, "auto-snapshot-interval", time.Hour, "interval of automatic snapshot files")
 	fs.IntVar(&c.autoSnapKeep, "auto-snapshot-retain", 24, "automatic snapshot files to keep")
 	fs.DurationVar(&c.deadCleanup, "dead-server-cleanup", 0, "remove a voter dead this long if at least three voters remain (0: off)")
+	fs.StringVar(&c.pprofAddr, "pprof-addr", "", "serve Go's net/http/pprof on this (loopback) address, for profiling (off when empty)")
 	return fs
 }
 
