@@ -181,7 +181,7 @@ func applyPutPolicy(tx *txn, c *PutPolicy) *Result {
 }
 
 func applyDeletePolicy(tx *txn, c *DeletePolicy) *Result {
-	if _, ok := tx.base.policies.Get([]byte(c.ID)); !ok {
+	if _, ok := tx.base.Policy(c.ID); !ok {
 		return fail(ErrNotFound)
 	}
 	tx.deletePolicy(c.ID)

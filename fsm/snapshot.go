@@ -59,10 +59,10 @@ func WriteSnapshot(w io.Writer, st *State) error {
 		n++
 		return true
 	}
-	walk(st.byID, func(v *Secret) bool { return emit(snapRecord{Secret: v}) })
-	walk(st.versions, func(v *SecretVersion) bool { return err == nil && emit(snapRecord{Version: v}) })
-	walk(st.policies, func(v *Policy) bool { return err == nil && emit(snapRecord{Policy: v}) })
-	walk(st.audit, func(v *AuditRecord) bool { return err == nil && emit(snapRecord{Audit: v}) })
+	st.byID.Ascend(func(v *Secret) bool { return emit(snapRecord{Secret: v}) })
+	st.versions.Ascend(func(v *SecretVersion) bool { return err == nil && emit(snapRecord{Version: v}) })
+	st.policies.Ascend(func(v *Policy) bool { return err == nil && emit(snapRecord{Policy: v}) })
+	st.audit.Ascend(func(v *AuditRecord) bool { return err == nil && emit(snapRecord{Audit: v}) })
 	if err != nil {
 		return fmt.Errorf("write snapshot: %w", err)
 	}
@@ -111,10 +111,7 @@ func ReadSnapshot(r io.Reader) (*State, error) {
 		case rec.Policy != nil:
 			tx.putPolicy(rec.Policy)
 		case rec.Audit != nil:
-			if tx.audit == nil {
-				tx.audit = tx.base.audit.Txn()
-			}
-			tx.audit.Insert(seqKey(rec.Audit.Seq), rec.Audit)
+			tx.auditTree().ReplaceOrInsert(rec.Audit)
 		default:
 			return nil, fmt.Errorf("snapshot record %d is empty", n)
 		}

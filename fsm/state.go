@@ -1,31 +1,47 @@
 package fsm
 
 import (
-	"encoding/binary"
+	"math"
 	"strings"
 
-	iradix "github.com/hashicorp/go-immutable-radix/v2"
+	"github.com/google/btree"
 )
 
 // State is an immutable view of the replicated state at one applied index. Readers may hold
-// and use a State for as long as they like: Apply never changes one, it builds the next.
+// and use a State for as long as they like: Apply never changes one, it builds the next from
+// copy-on-write clones of its B-trees (google/btree: Clone is O(1), and a write copies only the
+// nodes on its path).
 type State struct {
 	index    uint64
-	byID     *iradix.Tree[*Secret]        // secret id -> secret
-	byPath   *iradix.Tree[*Secret]        // path -> secret (ordered, for prefix listing)
-	versions *iradix.Tree[*SecretVersion] // versionKey(secret id, number) -> version
-	policies *iradix.Tree[*Policy]        // policy id -> policy
-	audit    *iradix.Tree[*AuditRecord]   // seqKey(seq) -> record
-	auditSeq uint64                       // last assigned audit sequence number
+	byID     *btree.BTreeG[*Secret]        // ordered by Secret.ID
+	byPath   *btree.BTreeG[*Secret]        // ordered by Secret.Path, for prefix listing
+	versions *btree.BTreeG[*SecretVersion] // ordered by (SecretID, Number)
+	policies *btree.BTreeG[*Policy]        // ordered by Policy.ID
+	audit    *btree.BTreeG[*AuditRecord]   // ordered by AuditRecord.Seq
+	auditSeq uint64                        // last assigned audit sequence number
 }
+
+// degree of every B-tree: nodes hold up to 2*degree-1 items.
+const degree = 32
+
+func secretIDLess(a, b *Secret) bool   { return a.ID < b.ID }
+func secretPathLess(a, b *Secret) bool { return a.Path < b.Path }
+func versionLess(a, b *SecretVersion) bool {
+	if a.SecretID != b.SecretID {
+		return a.SecretID < b.SecretID
+	}
+	return a.Number < b.Number
+}
+func policyLess(a, b *Policy) bool     { return a.ID < b.ID }
+func auditLess(a, b *AuditRecord) bool { return a.Seq < b.Seq }
 
 func emptyState() *State {
 	return &State{
-		byID:     iradix.New[*Secret](),
-		byPath:   iradix.New[*Secret](),
-		versions: iradix.New[*SecretVersion](),
-		policies: iradix.New[*Policy](),
-		audit:    iradix.New[*AuditRecord](),
+		byID:     btree.NewG(degree, secretIDLess),
+		byPath:   btree.NewG(degree, secretPathLess),
+		versions: btree.NewG(degree, versionLess),
+		policies: btree.NewG(degree, policyLess),
+		audit:    btree.NewG(degree, auditLess),
 	}
 }
 
@@ -34,80 +50,82 @@ func (s *State) Index() uint64 { return s.index }
 
 // SecretByPath returns the secret at path, including a soft-deleted one.
 func (s *State) SecretByPath(path string) (*Secret, bool) {
-	return s.byPath.Get([]byte(path))
+	return s.byPath.Get(&Secret{Path: path})
 }
 
 // SecretByID returns the secret with that id, including a soft-deleted one.
 func (s *State) SecretByID(id string) (*Secret, bool) {
-	return s.byID.Get([]byte(id))
+	return s.byID.Get(&Secret{ID: id})
 }
 
 // Version returns one version of a secret.
 func (s *State) Version(secretID string, number uint64) (*SecretVersion, bool) {
-	return s.versions.Get(versionKey(secretID, number))
+	return s.versions.Get(&SecretVersion{SecretID: secretID, Number: number})
 }
 
 // Versions returns every version of a secret, newest first.
 func (s *State) Versions(secretID string) []*SecretVersion {
 	var out []*SecretVersion
-	prefix := versionPrefix(secretID)
-	it := s.versions.Root().ReverseIterator()
-	it.SeekPrefix(prefix)
-	for _, v, ok := it.Previous(); ok; _, v, ok = it.Previous() {
+	descendVersions(s.versions, secretID, func(v *SecretVersion) bool {
 		out = append(out, v)
-	}
+		return true
+	})
 	return out
+}
+
+// descendVersions visits a secret's versions newest first until fn returns false.
+func descendVersions(t *btree.BTreeG[*SecretVersion], secretID string, fn func(*SecretVersion) bool) {
+	t.DescendLessOrEqual(&SecretVersion{SecretID: secretID, Number: math.MaxUint64}, func(v *SecretVersion) bool {
+		return v.SecretID == secretID && fn(v)
+	})
 }
 
 // NewestInState returns the newest version of a secret in the given state that still has its
 // value (not destroyed), if any.
 func (s *State) NewestInState(secretID string, st VersionState) (*SecretVersion, bool) {
-	it := s.versions.Root().ReverseIterator()
-	it.SeekPrefix(versionPrefix(secretID))
-	for _, v, ok := it.Previous(); ok; _, v, ok = it.Previous() {
+	var found *SecretVersion
+	descendVersions(s.versions, secretID, func(v *SecretVersion) bool {
 		if v.State == st && !v.Destroyed {
-			return v, true
+			found = v
+			return false
 		}
-	}
-	return nil, false
+		return true
+	})
+	return found, found != nil
 }
 
 // List returns up to limit live (not soft-deleted) secrets whose path starts with prefix and
 // sorts after the path `after`, in path order. more is true when further secrets match.
 func (s *State) List(prefix, after string, limit int) (out []*Secret, more bool) {
-	it := s.byPath.Root().Iterator()
 	start := prefix
 	if after >= start {
 		start = after + "\x00"
 	}
-	it.SeekLowerBound([]byte(start))
-	for k, sec, ok := it.Next(); ok; k, sec, ok = it.Next() {
-		if !strings.HasPrefix(string(k), prefix) {
-			break
+	s.byPath.AscendGreaterOrEqual(&Secret{Path: start}, func(sec *Secret) bool {
+		if !strings.HasPrefix(sec.Path, prefix) {
+			return false
 		}
 		if sec.Deleted() {
-			continue
+			return true
 		}
 		if len(out) == limit {
-			return out, true
+			more = true
+			return false
 		}
 		out = append(out, sec)
-	}
-	return out, false
+		return true
+	})
+	return out, more
 }
 
 // SecretCount is the number of secrets, soft-deleted ones included.
 func (s *State) SecretCount() int { return s.byID.Len() }
 
 // Policy returns a policy by id.
-func (s *State) Policy(id string) (*Policy, bool) { return s.policies.Get([]byte(id)) }
+func (s *State) Policy(id string) (*Policy, bool) { return s.policies.Get(&Policy{ID: id}) }
 
 // Policies calls fn for every policy in id order until fn returns false.
-func (s *State) Policies(fn func(*Policy) bool) {
-	it := s.policies.Root().Iterator()
-	for _, p, ok := it.Next(); ok && fn(p); _, p, ok = it.Next() {
-	}
-}
+func (s *State) Policies(fn func(*Policy) bool) { s.policies.Ascend(fn) }
 
 // AuditSeq is the sequence number of the last committed audit record.
 func (s *State) AuditSeq() uint64 { return s.auditSeq }
@@ -115,27 +133,5 @@ func (s *State) AuditSeq() uint64 { return s.auditSeq }
 // Audit calls fn for every audit record with sequence number >= from, in order, until fn
 // returns false.
 func (s *State) Audit(from uint64, fn func(*AuditRecord) bool) {
-	it := s.audit.Root().Iterator()
-	it.SeekLowerBound(seqKey(from))
-	for _, r, ok := it.Next(); ok && fn(r); _, r, ok = it.Next() {
-	}
-}
-
-func versionPrefix(secretID string) []byte {
-	b := make([]byte, 0, len(secretID)+1)
-	b = append(b, secretID...)
-	return append(b, 0)
-}
-
-func versionKey(secretID string, number uint64) []byte {
-	return binary.BigEndian.AppendUint64(versionPrefix(secretID), number)
-}
-
-func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
-
-// walk visits every value of a tree in key order until fn returns false.
-func walk[T any](t *iradix.Tree[T], fn func(T) bool) {
-	it := t.Root().Iterator()
-	for _, v, ok := it.Next(); ok && fn(v); _, v, ok = it.Next() {
-	}
+	s.audit.AscendGreaterOrEqual(&AuditRecord{Seq: from}, fn)
 }

@@ -4,74 +4,82 @@ import (
 	"encoding/json"
 	"fmt"
 
-	iradix "github.com/hashicorp/go-immutable-radix/v2"
+	"github.com/google/btree"
 )
 
-// txn builds the next State from the current one. Tree transactions are opened lazily so a
-// command touching only versions copies nothing else.
+// txn builds the next State from the current one. Trees are cloned (O(1), copy-on-write) on
+// their first write, so a command touching only versions copies nothing else.
 type txn struct {
 	base     *State
-	byID     *iradix.Txn[*Secret]
-	byPath   *iradix.Txn[*Secret]
-	versions *iradix.Txn[*SecretVersion]
-	policies *iradix.Txn[*Policy]
-	audit    *iradix.Txn[*AuditRecord]
+	byID     *btree.BTreeG[*Secret]
+	byPath   *btree.BTreeG[*Secret]
+	versions *btree.BTreeG[*SecretVersion]
+	policies *btree.BTreeG[*Policy]
+	audit    *btree.BTreeG[*AuditRecord]
 	auditSeq uint64
 }
 
 func newTxn(base *State) *txn { return &txn{base: base, auditSeq: base.auditSeq} }
 
+func (t *txn) secrets() {
+	if t.byID == nil {
+		t.byID, t.byPath = t.base.byID.Clone(), t.base.byPath.Clone()
+	}
+}
+
+func (t *txn) versionTree() *btree.BTreeG[*SecretVersion] {
+	if t.versions == nil {
+		t.versions = t.base.versions.Clone()
+	}
+	return t.versions
+}
+
 func (t *txn) secretByID(id string) (*Secret, bool) {
 	if t.byID != nil {
-		return t.byID.Get([]byte(id))
+		return t.byID.Get(&Secret{ID: id})
 	}
-	return t.base.byID.Get([]byte(id))
+	return t.base.SecretByID(id)
 }
 
 func (t *txn) secretByPath(path string) (*Secret, bool) {
 	if t.byPath != nil {
-		return t.byPath.Get([]byte(path))
+		return t.byPath.Get(&Secret{Path: path})
 	}
-	return t.base.byPath.Get([]byte(path))
+	return t.base.SecretByPath(path)
 }
 
 func (t *txn) version(secretID string, n uint64) (*SecretVersion, bool) {
+	probe := &SecretVersion{SecretID: secretID, Number: n}
 	if t.versions != nil {
-		return t.versions.Get(versionKey(secretID, n))
+		return t.versions.Get(probe)
 	}
-	return t.base.versions.Get(versionKey(secretID, n))
+	return t.base.versions.Get(probe)
 }
 
 // putSecret stores s under both indexes. Callers pass a fresh copy, never a stored pointer
 // they changed in place.
 func (t *txn) putSecret(s *Secret) {
-	if t.byID == nil {
-		t.byID = t.base.byID.Txn()
-		t.byPath = t.base.byPath.Txn()
-	}
-	t.byID.Insert([]byte(s.ID), s)
-	t.byPath.Insert([]byte(s.Path), s)
+	t.secrets()
+	t.byID.ReplaceOrInsert(s)
+	t.byPath.ReplaceOrInsert(s)
 }
 
 func (t *txn) deleteSecret(s *Secret) {
-	if t.byID == nil {
-		t.byID = t.base.byID.Txn()
-		t.byPath = t.base.byPath.Txn()
+	t.secrets()
+	t.byID.Delete(s)
+	t.byPath.Delete(s)
+	vt := t.versionTree()
+	var doomed []*SecretVersion
+	descendVersions(vt, s.ID, func(v *SecretVersion) bool {
+		doomed = append(doomed, v)
+		return true
+	})
+	for _, v := range doomed {
+		vt.Delete(v)
 	}
-	t.byID.Delete([]byte(s.ID))
-	t.byPath.Delete([]byte(s.Path))
-	if t.versions == nil {
-		t.versions = t.base.versions.Txn()
-	}
-	t.versions.DeletePrefix(versionPrefix(s.ID))
 }
 
-func (t *txn) putVersion(v *SecretVersion) {
-	if t.versions == nil {
-		t.versions = t.base.versions.Txn()
-	}
-	t.versions.Insert(versionKey(v.SecretID, v.Number), v)
-}
+func (t *txn) putVersion(v *SecretVersion) { t.versionTree().ReplaceOrInsert(v) }
 
 // setVersionState stores a copy of version n with a new state.
 func (t *txn) setVersionState(secretID string, n uint64, st VersionState) {
@@ -99,44 +107,43 @@ func (t *txn) shred(secretID string, n uint64) (changed bool) {
 	return true
 }
 
-func (t *txn) putPolicy(p *Policy) {
+func (t *txn) policyTree() *btree.BTreeG[*Policy] {
 	if t.policies == nil {
-		t.policies = t.base.policies.Txn()
+		t.policies = t.base.policies.Clone()
 	}
-	t.policies.Insert([]byte(p.ID), p)
+	return t.policies
 }
 
-func (t *txn) deletePolicy(id string) {
-	if t.policies == nil {
-		t.policies = t.base.policies.Txn()
+func (t *txn) putPolicy(p *Policy)     { t.policyTree().ReplaceOrInsert(p) }
+func (t *txn) deletePolicy(id string) { t.policyTree().Delete(&Policy{ID: id}) }
+
+func (t *txn) auditTree() *btree.BTreeG[*AuditRecord] {
+	if t.audit == nil {
+		t.audit = t.base.audit.Clone()
 	}
-	t.policies.Delete([]byte(id))
+	return t.audit
 }
 
 func (t *txn) appendAudit(r *AuditRecord) {
-	if t.audit == nil {
-		t.audit = t.base.audit.Txn()
-	}
 	t.auditSeq++
 	r.Seq = t.auditSeq
-	t.audit.Insert(seqKey(r.Seq), r)
+	t.auditTree().ReplaceOrInsert(r)
 }
 
 func (t *txn) commit(index uint64) *State {
 	s := *t.base
 	s.index = index
 	if t.byID != nil {
-		s.byID = t.byID.CommitOnly()
-		s.byPath = t.byPath.CommitOnly()
+		s.byID, s.byPath = t.byID, t.byPath
 	}
 	if t.versions != nil {
-		s.versions = t.versions.CommitOnly()
+		s.versions = t.versions
 	}
 	if t.policies != nil {
-		s.policies = t.policies.CommitOnly()
+		s.policies = t.policies
 	}
 	if t.audit != nil {
-		s.audit = t.audit.CommitOnly()
+		s.audit = t.audit
 	}
 	s.auditSeq = t.auditSeq
 	return &s
