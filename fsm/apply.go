@@ -49,11 +49,13 @@ func applyPutVersion(tx *txn, c *PutVersion) *Result {
 		next.MaxVersions = c.MaxVersions
 	}
 	n := latest + 1
+	// SecretID shares the secret's own string; repeated short strings are interned: with
+	// 100,000s of versions in memory, per-version copies add up.
 	v := &SecretVersion{
-		ID: c.VersionID, SecretID: c.SecretID, Number: n,
+		ID: c.VersionID, SecretID: next.ID, Number: n,
 		Ciphertext: c.Ciphertext, WrappedKey: c.WrappedKey,
-		KMSKeyID: c.KMSKeyID, KMSProvider: c.KMSProvider,
-		State: StateCurrent, CreatedBy: c.By, CreatedAt: c.At,
+		KMSKeyID: tx.intern(c.KMSKeyID), KMSProvider: tx.intern(c.KMSProvider),
+		State: StateCurrent, CreatedBy: tx.intern(c.By), CreatedAt: c.At,
 	}
 	// Demote: old CURRENT -> PREVIOUS, old PREVIOUS -> DEPRECATED. Exactly one CURRENT and at
 	// most one PREVIOUS hold after every write.

@@ -34,8 +34,9 @@ type FSM struct {
 	// calls Apply and Restore from one goroutine; the lock makes direct callers (tests,
 	// recovery tools) safe too. Readers never take it: they load state atomically and get an
 	// immutable view.
-	writeMu sync.Mutex
-	state   atomic.Pointer[State]
+	writeMu  sync.Mutex
+	state    atomic.Pointer[State]
+	interned *interner // guarded by writeMu
 
 	// appliedMu guards appliedCh, which is closed and replaced each time the index advances.
 	appliedMu sync.Mutex
@@ -47,7 +48,7 @@ func New(log *slog.Logger) *FSM {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	f := &FSM{log: log, appliedCh: make(chan struct{})}
+	f := &FSM{log: log, appliedCh: make(chan struct{}), interned: &interner{m: map[string]string{}}}
 	f.handlers = map[CommandType]handler{
 		CmdPutVersion:      decodeInto(applyPutVersion),
 		CmdDestroyVersions: decodeInto(applyDestroyVersions),
@@ -143,6 +144,7 @@ func (f *FSM) applyOne(cur *State, index uint64, data []byte) (*State, *Result, 
 		return nil, nil, fmt.Errorf("unknown command type %d", t)
 	}
 	tx := newTxn(cur)
+	tx.interned = f.interned
 	res, err := h(tx, data[1:])
 	if err != nil {
 		return nil, nil, fmt.Errorf("command type %d: %w", t, err)

@@ -17,9 +17,35 @@ type txn struct {
 	policies *btree.BTreeG[*Policy]
 	audit    *btree.BTreeG[*AuditRecord]
 	auditSeq uint64
+	interned *interner // may be nil
 }
 
 func newTxn(base *State) *txn { return &txn{base: base, auditSeq: base.auditSeq} }
+
+// intern returns a shared copy of a short, often repeated string (key ids, provider names,
+// principals). It only saves memory; the state is the same with or without it.
+func (t *txn) intern(s string) string {
+	if t.interned == nil {
+		return s
+	}
+	return t.interned.get(s)
+}
+
+// interner keeps one copy of each short string it has seen, up to a bound. Only the FSM's
+// single writer uses it.
+type interner struct {
+	m map[string]string
+}
+
+func (in *interner) get(s string) string {
+	if v, ok := in.m[s]; ok {
+		return v
+	}
+	if len(s) <= 128 && len(in.m) < 4096 {
+		in.m[s] = s
+	}
+	return s
+}
 
 func (t *txn) secrets() {
 	if t.byID == nil {
@@ -114,7 +140,7 @@ func (t *txn) policyTree() *btree.BTreeG[*Policy] {
 	return t.policies
 }
 
-func (t *txn) putPolicy(p *Policy)     { t.policyTree().ReplaceOrInsert(p) }
+func (t *txn) putPolicy(p *Policy)    { t.policyTree().ReplaceOrInsert(p) }
 func (t *txn) deletePolicy(id string) { t.policyTree().Delete(&Policy{ID: id}) }
 
 func (t *txn) auditTree() *btree.BTreeG[*AuditRecord] {
