@@ -108,6 +108,7 @@ func New(d Deps) *Server {
 	if d.Metrics != nil {
 		r.Handle("/metrics", d.Metrics).Methods(http.MethodGet)
 	}
+	r.Use(s.observe)
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { s.fail(w, nil, errNoRoute) })
 	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { s.fail(w, nil, errMethod) })
 	s.router = r
@@ -141,30 +142,52 @@ func wantsRedirect(r *http.Request) bool {
 	return v
 }
 
-// ServeHTTP logs and measures each request (never bodies) and dispatches it.
+// ServeHTTP dispatches a request; observe (a router middleware) measures matched routes, and
+// unmatched ones are measured here.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 	s.router.ServeHTTP(rec, r)
-	d := time.Since(start)
-	route := "unmatched"
-	var m mux.RouteMatch
-	if s.router.Match(r, &m) && m.Route != nil {
-		if t, err := m.Route.GetPathTemplate(); err == nil {
-			route = t
+	if !rec.observed {
+		s.record(r, "unmatched", rec.status, time.Since(start))
+	}
+}
+
+// observe logs and measures each request by its route template (never bodies).
+func (s *Server) observe(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		next.ServeHTTP(w, r)
+		route := "unknown"
+		if cr := mux.CurrentRoute(r); cr != nil {
+			if t, err := cr.GetPathTemplate(); err == nil {
+				route = t
+			}
 		}
-	}
+		status := http.StatusOK
+		if rec, ok := w.(*statusRecorder); ok {
+			rec.observed = true
+			status = rec.status
+		}
+		s.record(r, route, status, time.Since(start))
+	})
+}
+
+func (s *Server) record(r *http.Request, route string, status int, d time.Duration) {
 	if s.d.Observer != nil {
-		s.d.Observer.Observe(r.Method, route, rec.status, d)
+		s.d.Observer.Observe(r.Method, route, status, d)
 	}
-	s.d.Log.Debug("request", "method", r.Method, "route", route, "status", rec.status,
-		"remote", r.RemoteAddr, "duration", d)
+	if s.d.Log.Enabled(r.Context(), slog.LevelDebug) {
+		s.d.Log.Debug("request", "method", r.Method, "route", route, "status", status,
+			"remote", r.RemoteAddr, "duration", d)
+	}
 }
 
 type statusRecorder struct {
 	http.ResponseWriter
-	status int
-	wrote  bool
+	status   int
+	wrote    bool
+	observed bool
 }
 
 func (r *statusRecorder) WriteHeader(code int) {
