@@ -43,7 +43,7 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request) {
 	setIndex(w, res.Index)
 	s.writeJSON(w, http.StatusOK, wire.WriteResponse{
 		Path: res.Path, SecretID: res.SecretID, Version: res.Version, VersionID: res.VersionID,
-		State: res.State.String(), CreatedAt: res.CreatedAt,
+		State: res.State.String(), CreatedAt: res.CreatedAt, Index: res.Index,
 	})
 }
 

@@ -14,9 +14,10 @@ root="$PWD"
 run="${KEYWARD_RUN_DIR:-$root/.run/cluster}"
 bin="${KEYWARD_BIN:-$root/bin/keyward}"
 nodes=(n1 n2 n3)
-api_port() { echo $((8200 + 10 * $1)); }
-raft_port() { echo $((8201 + 10 * $1)); }
-gossip_port() { echo $((8202 + 10 * $1)); }
+base="${KEYWARD_BASE_PORT:-8200}" # node i uses base+10i (API), +1 (Raft), +2 (gossip), +3 (pprof)
+api_port() { echo $((base + 10 * $1)); }
+raft_port() { echo $((base + 1 + 10 * $1)); }
+gossip_port() { echo $((base + 2 + 10 * $1)); }
 
 setup() {
   mkdir -p "$run" && chmod 700 "$run"
@@ -43,7 +44,7 @@ start() {
       --gossip-addr "127.0.0.1:$(gossip_port "$i")" --gossip-key "$(cat "$run/gossip.key")" \
       --bootstrap-expect 3 --join "$join" \
       --tls-cert "$run/tls/$n.pem" --tls-key "$run/tls/$n-key.pem" --tls-ca "$run/tls/ca.pem" \
-      --kek-file "$run/kek.key" ${KEYWARD_PPROF:+--pprof-addr 127.0.0.1:$((8203 + 10 * i))} >>"$run/$n.log" 2>&1 &
+      --kek-file "$run/kek.key" ${KEYWARD_PPROF:+--pprof-addr 127.0.0.1:$((base + 3 + 10 * i))} >>"$run/$n.log" 2>&1 &
     echo $! > "$run/$n.pid"
   done
   for i in "${!nodes[@]}"; do
@@ -57,15 +58,15 @@ start() {
   cat <<MSG
 keyward: three-node cluster running (TLS on; logs and data in $run)
 
-  n1  https://127.0.0.1:8200   n2  https://127.0.0.1:8210   n3  https://127.0.0.1:8220
+  n1  https://127.0.0.1:$(api_port 0)   n2  https://127.0.0.1:$(api_port 1)   n3  https://127.0.0.1:$(api_port 2)
   CA file: $run/tls/ca.pem
 
 Try it:
   export PATH="$root/bin:\$PATH"
-  export KEYWARD_ADDR=https://127.0.0.1:8200 KEYWARD_CACERT=$run/tls/ca.pem
+  export KEYWARD_ADDR=https://127.0.0.1:$(api_port 0) KEYWARD_CACERT=$run/tls/ca.pem
   printf 's3cr3t' | keyward secret put prod/payments/db-password
   keyward secret get prod/payments/db-password
-  keyward secret get prod/payments/db-password --addr https://127.0.0.1:8220   # any node answers
+  keyward secret get prod/payments/db-password --addr https://127.0.0.1:$(api_port 2)   # any node answers
   keyward cluster peers
   keyward cluster status
 

@@ -40,6 +40,8 @@ type WriteResponse struct {
 	VersionID string    `json:"version_id"`
 	State     string    `json:"state"`
 	CreatedAt time.Time `json:"created_at"`
+	// Index is the Raft index of the write: pass it as min_index to read your own write.
+	Index uint64 `json:"index"`
 }
 
 // SecretResponse answers a read. Value is set when the bytes are valid UTF-8, ValueBase64

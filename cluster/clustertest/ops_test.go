@@ -333,3 +333,89 @@ func TestForeignCARefused(t *testing.T) {
 	_ = os.Remove(filepath.Join(rogue.Dir, "unused"))
 	_ = errors.New
 }
+
+// TestReadYourWritesAndAutoSnapshots: min_index makes a stale read on a follower wait for the
+// write it names; the leader writes automatic snapshot files and keeps only the newest ones;
+// a dead voter is removed after the cleanup threshold while three voters remain.
+func TestReadYourWritesAutoSnapshotsDeadCleanup(t *testing.T) {
+	snapDir := t.TempDir()
+	c := clustertest.StartCluster(t, binary, clustertest.Options{Voters: 4, Args: []string{
+		"--auto-snapshot-dir", snapDir, "--auto-snapshot-interval", "300ms", "--auto-snapshot-retain", "2",
+		"--dead-server-cleanup", "2s"}})
+	ctx := ctxT(t, 120*time.Second)
+	leader, err := c.WaitForLeader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	follower := (leader + 1) % 4
+	for i := 0; i < 20; i++ {
+		res, err := c.Client(leader).Put(ctx, "ryw/x", []byte(fmt.Sprint(i)), client.PutOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := c.Client(follower).GetWith(ctx, "ryw/x", client.Selector{}, client.ReadOptions{Stale: true, MinIndex: res.Index})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Version < res.Version || got.Index < res.Index {
+			t.Fatalf("min_index %d read saw version %d at index %d, want version >= %d", res.Index, got.Version, got.Index, res.Version)
+		}
+	}
+	if _, err := c.Client(follower).GetWith(ctx, "ryw/x", client.Selector{}, client.ReadOptions{Stale: true, MinIndex: 1 << 40}); !client.IsCode(err, "index_not_reached") {
+		t.Fatalf("unreachable min_index: %v", err)
+	}
+
+	// Automatic snapshot files: written, checksummed, at most two kept.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		files, _ := filepath.Glob(filepath.Join(snapDir, "keyward-*.snap"))
+		if len(files) == 2 {
+			b, err := os.ReadFile(files[1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.HasPrefix(b, []byte("keyward-snapshot v1\n")) || !bytes.Contains(b, []byte("\nsha256 ")) {
+				t.Fatalf("snapshot file %s is not a keyward snapshot", files[1])
+			}
+			time.Sleep(time.Second) // more rounds run; retention must still hold
+			if files, _ = filepath.Glob(filepath.Join(snapDir, "keyward-*.snap")); len(files) > 2 {
+				t.Fatalf("retention kept %d files", len(files))
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("automatic snapshots: %v", files)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// Dead-server cleanup: kill one of four voters; it is removed (three remain). Kill another:
+	// it stays, since removing it would leave fewer than three voters.
+	victim := (leader + 2) % 4
+	c.Kill(victim)
+	waitVoters(t, ctx, c, leader, 3)
+	second := (leader + 3) % 4
+	c.Kill(second)
+	time.Sleep(4 * time.Second) // past the threshold: the rule must hold, not a timing race
+	peers, err := c.Client(leader).Peers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(peers) != 3 {
+		t.Fatalf("cleanup removed a voter below three: %+v", peers)
+	}
+}
+
+func waitVoters(t *testing.T, ctx context.Context, c *clustertest.Cluster, i, n int) {
+	t.Helper()
+	for {
+		peers, err := c.Client(i).Peers(ctx)
+		if err == nil && len(peers) == n {
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("never saw %d peers: %+v %v\n%s", n, peers, err, c.Dump())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

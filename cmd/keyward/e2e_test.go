@@ -10,10 +10,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -319,4 +322,80 @@ func waitFor(t *testing.T, d time.Duration, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// TestMakeRunScript drives scripts/cluster.sh (what `make run` and `make stop` call): three
+// TLS nodes start, any node serves the CLI, and stop ends them.
+func TestMakeRunScript(t *testing.T) {
+	root, err := clustertest.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := freeBase(t)
+	env := append(os.Environ(), "KEYWARD_RUN_DIR="+t.TempDir(), "KEYWARD_BIN="+e2eBinary,
+		"KEYWARD_BASE_PORT="+strconv.Itoa(base))
+	script := func(arg string) string {
+		cmd := exec.Command("bash", filepath.Join(root, "scripts", "cluster.sh"), arg)
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("cluster.sh %s: %v\n%s", arg, err, out)
+		}
+		return string(out)
+	}
+	out := script("start")
+	t.Cleanup(func() { script("stop") })
+	m := regexp.MustCompile(`CA file: (\S+)`).FindStringSubmatch(out)
+	if m == nil || !strings.Contains(out, fmt.Sprintf("https://127.0.0.1:%d", base+20)) {
+		t.Fatalf("start output lacks the CA file or addresses:\n%s", out)
+	}
+	cli := func(stdin string, args ...string) (string, int) {
+		cmd := exec.Command(e2eBinary, args...)
+		cmd.Env = append(os.Environ(), fmt.Sprintf("KEYWARD_ADDR=https://127.0.0.1:%d", base), "KEYWARD_CACERT="+m[1])
+		cmd.Stdin = strings.NewReader(stdin)
+		b, err := cmd.CombinedOutput()
+		code := 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		}
+		return string(b), code
+	}
+	if out, code := cli("s3cr3t", "secret", "put", "prod/db"); code != 0 {
+		t.Fatalf("put: %s", out)
+	}
+	if out, code := cli("", "secret", "get", "prod/db", "--addr", fmt.Sprintf("https://127.0.0.1:%d", base+20)); code != 0 || out != "s3cr3t" {
+		t.Fatalf("get from n3: %q exit %d", out, code)
+	}
+	if out, code := cli("", "cluster", "status"); code != 0 || !strings.Contains(out, "true") {
+		t.Fatalf("cluster status: %s (exit %d)", out, code)
+	}
+	if out := script("stop"); !strings.Contains(out, "stopped") {
+		t.Fatalf("stop: %s", out)
+	}
+	if out := script("status"); strings.Contains(out, "running") {
+		t.Fatalf("nodes still running after stop:\n%s", out)
+	}
+}
+
+// freeBase finds a base port whose ten following ports are free on 127.0.0.1.
+func freeBase(t *testing.T) int {
+	t.Helper()
+	for try := 0; try < 50; try++ {
+		base := 20000 + 100*int(time.Now().UnixNano()%400)
+		ok := true
+		for p := base; p < base+30 && ok; p++ {
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+			if err != nil {
+				ok = false
+				continue
+			}
+			l.Close()
+		}
+		if ok {
+			return base
+		}
+	}
+	t.Fatal("no free port range")
+	return 0
 }
