@@ -1,14 +1,19 @@
 package fsm
 
 import (
+	"bytes"
+	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 )
 
 // CommandType is the first byte of every Raft log entry keyward writes.
 //
 // Encoding: byte 0 is the type; the rest is the payload encoded as JSON (encoding/json, byte
-// slices as base64). If bit 0x80 of the type byte is set (FlagIgnoreUnknown), a node that does
+// slices as base64) — except for payloads with large byte fields (PutVersion, see blobs), whose
+// payload is: uvarint length of the JSON, the JSON without those fields, then each field as a
+// uvarint length and its raw bytes. A batch (CmdBatch) has its own framing. If bit 0x80 of the type byte is set (FlagIgnoreUnknown), a node that does
 // not know the type skips the entry instead of stopping; a newer leader sets it on commands an
 // older follower may safely ignore during a rolling upgrade.
 type CommandType uint8
@@ -40,8 +45,8 @@ type PutVersion struct {
 	Expect      uint64  `json:"expect"`
 	CAS         *uint64 `json:"cas,omitempty"` // caller's expected CURRENT version; 0 = must not exist
 	VersionID   string  `json:"version_id"`
-	Ciphertext  []byte  `json:"ciphertext"`
-	WrappedKey  []byte  `json:"wrapped_key"`
+	Ciphertext  []byte  `json:"-"` // travels raw after the JSON (see blobCarrier)
+	WrappedKey  []byte  `json:"-"`
 	KMSKeyID    string  `json:"kms_key_id"`
 	KMSProvider string  `json:"kms_provider"`
 	Description *string `json:"description,omitempty"`
@@ -93,16 +98,91 @@ type AppendAudit struct {
 	Records []AuditRecord `json:"records"`
 }
 
-// Encode builds a log entry: the type byte followed by the JSON payload.
+// blobCarrier is a payload whose large byte fields travel raw after its JSON, sparing the
+// base64 encoding and decoding of ciphertext on every node.
+type blobCarrier interface {
+	blobs() [][]byte
+	setBlobs([][]byte) error
+}
+
+func (p *PutVersion) blobs() [][]byte { return [][]byte{p.Ciphertext, p.WrappedKey} }
+
+func (p *PutVersion) setBlobs(b [][]byte) error {
+	if len(b) != 2 {
+		return fmt.Errorf("put version carries %d blobs, want 2", len(b))
+	}
+	p.Ciphertext, p.WrappedKey = b[0], b[1]
+	return nil
+}
+
+// Encode builds a log entry: the type byte followed by the payload.
 func Encode(t CommandType, payload any) ([]byte, error) {
+	if pv, ok := payload.(PutVersion); ok {
+		payload = &pv
+	}
 	body, err := json.Marshal(payload)
 	if err != nil {
 		return nil, fmt.Errorf("encode command %d: %w", t, err)
 	}
-	out := make([]byte, 1+len(body))
+	bc, ok := payload.(blobCarrier)
+	if !ok {
+		out := make([]byte, 1+len(body))
+		out[0] = byte(t)
+		copy(out[1:], body)
+		return out, nil
+	}
+	blobs := bc.blobs()
+	n := 1 + binary.MaxVarintLen64 + len(body)
+	for _, b := range blobs {
+		n += binary.MaxVarintLen64 + len(b)
+	}
+	out := make([]byte, 1, n)
 	out[0] = byte(t)
-	copy(out[1:], body)
+	out = binary.AppendUvarint(out, uint64(len(body)))
+	out = append(out, body...)
+	for _, b := range blobs {
+		out = binary.AppendUvarint(out, uint64(len(b)))
+		out = append(out, b...)
+	}
 	return out, nil
+}
+
+// DecodePayload decodes the payload of an entry (the bytes after the type byte) into p, a
+// pointer to the command's payload type. Tools and tests use it to read commands back.
+func DecodePayload(payload []byte, p any) error { return decodePayload(payload, p) }
+
+// decodePayload decodes a payload into p: JSON, or for a blobCarrier the framed form. Byte
+// fields it returns are fresh copies, never aliases of data, so state never pins a log entry.
+func decodePayload(data []byte, p any) error {
+	bc, ok := p.(blobCarrier)
+	if !ok {
+		return json.Unmarshal(data, p)
+	}
+	next := func() ([]byte, error) {
+		n, k := binary.Uvarint(data)
+		if k <= 0 || n > uint64(len(data)-k) {
+			return nil, errors.New("malformed payload framing")
+		}
+		b := data[k : k+int(n)]
+		data = data[k+int(n):]
+		return b, nil
+	}
+	meta, err := next()
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(meta, p); err != nil {
+		return err
+	}
+	var blobs [][]byte
+	for len(data) > 0 {
+		b, err := next()
+		if err != nil {
+			return err
+		}
+		blobs = append(blobs, bytes.Clone(b))
+	}
+	return bc.setBlobs(blobs)
 }
 
 // MustEncode is Encode for payloads that cannot fail to marshal (every type in this file).

@@ -2,6 +2,7 @@ package fsm_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -264,12 +265,22 @@ func TestPutVersionInvalid(t *testing.T) {
 func TestPutVersionUnknownFieldsAccepted(t *testing.T) {
 	// A newer leader may add optional fields; an older follower must still apply the command.
 	f := fsm.New(nil)
-	payload := map[string]any{
-		"secret_id": "s1", "path": "p", "expect": 0, "version_id": "v1",
-		"ciphertext": []byte("ct"), "wrapped_key": []byte("wk"), "at": baseTime,
+	meta, err := json.Marshal(map[string]any{
+		"secret_id": "s1", "path": "p", "expect": 0, "version_id": "v1", "at": baseTime,
 		"some_future_field": map[string]any{"x": 1},
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
-	res := mustOK(t, f, fsm.CmdPutVersion, payload)
+	data := []byte{byte(fsm.CmdPutVersion)}
+	for _, part := range [][]byte{meta, []byte("ct"), []byte("wk")} {
+		data = binary.AppendUvarint(data, uint64(len(part)))
+		data = append(data, part...)
+	}
+	res, err := f.ApplyCommand(f.AppliedIndex()+1, data)
+	if err != nil || res.Err != nil {
+		t.Fatalf("apply: %v %v", err, res)
+	}
 	if res.Version.Number != 1 || string(res.Version.Ciphertext) != "ct" {
 		t.Errorf("version %+v", res.Version)
 	}
@@ -487,7 +498,7 @@ func TestEncode(t *testing.T) {
 		t.Errorf("type byte %d", data[0])
 	}
 	var back fsm.PutVersion
-	if err := json.Unmarshal(data[1:], &back); err != nil {
+	if err := fsm.DecodePayload(data[1:], &back); err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(&back, c) {

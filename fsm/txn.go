@@ -1,7 +1,6 @@
 package fsm
 
 import (
-	"encoding/json"
 	"fmt"
 
 	"github.com/google/btree"
@@ -180,7 +179,7 @@ func (t *txn) commit(index uint64) *State {
 func decodeInto[P any](fn func(*txn, *P) *Result) handler {
 	return func(tx *txn, payload []byte) (*Result, error) {
 		var p P
-		if err := json.Unmarshal(payload, &p); err != nil {
+		if err := decodePayload(payload, &p); err != nil {
 			return nil, fmt.Errorf("decode payload: %w", err)
 		}
 		return fn(tx, &p), nil
