@@ -39,9 +39,10 @@ start() {
   for i in "${!nodes[@]}"; do
     local n="${nodes[$i]}"
     if [ -f "$run/$n.pid" ] && kill -0 "$(cat "$run/$n.pid")" 2>/dev/null; then continue; fi
-    "$bin" server --node-id "$n" --data-dir "$run/$n" \
+    # The gossip key goes through the environment, not argv, so `ps` does not show it.
+    KEYWARD_GOSSIP_KEY="$(cat "$run/gossip.key")" "$bin" server --node-id "$n" --data-dir "$run/$n" \
       --http-addr "127.0.0.1:$(api_port "$i")" --raft-addr "127.0.0.1:$(raft_port "$i")" \
-      --gossip-addr "127.0.0.1:$(gossip_port "$i")" --gossip-key "$(cat "$run/gossip.key")" \
+      --gossip-addr "127.0.0.1:$(gossip_port "$i")" \
       --bootstrap-expect 3 --join "$join" \
       --tls-cert "$run/tls/$n.pem" --tls-key "$run/tls/$n-key.pem" --tls-ca "$run/tls/ca.pem" \
       --kek-file "$run/kek.key" ${KEYWARD_PPROF:+--pprof-addr 127.0.0.1:$((base + 3 + 10 * i))} >>"$run/$n.log" 2>&1 &

@@ -131,8 +131,9 @@ func (c *Cluster) Reserve() int {
 		Binary: c.Binary, HTTPAddr: freeAddrOn(c.t, ip), DataDir: filepath.Join(c.Dir, id), Scheme: "https",
 		HTTP: &http.Client{Timeout: 5 * time.Second, Transport: client.NewTransport(c.TLS)},
 	}
+	p.Env = []string{"KEYWARD_GOSSIP_KEY=" + c.GossipKey}
 	p.Args = []string{"--node-id", id, "--data-dir", p.DataDir, "--http-addr", p.HTTPAddr,
-		"--raft-addr", raftAddr, "--gossip-addr", gossip, "--gossip-key", c.GossipKey,
+		"--raft-addr", raftAddr, "--gossip-addr", gossip,
 		"--tls-cert", cert, "--tls-key", key, "--tls-ca", c.CAFile, "--kek-file", c.KEKFile}
 	c.Nodes = append(c.Nodes, p)
 	c.IPs = append(c.IPs, ip)
