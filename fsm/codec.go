@@ -23,6 +23,7 @@ type wireResult struct {
 	Version   *SecretVersion `json:"version,omitempty"`
 	Destroyed []uint64       `json:"destroyed,omitempty"`
 	AuditSeq  uint64         `json:"audit_seq,omitempty"`
+	Token     *Token         `json:"token,omitempty"`
 }
 
 type wireResponse struct {
@@ -39,10 +40,11 @@ var errorKinds = []struct {
 	{"not_deleted", ErrNotDeleted},
 	{"version_is_current", ErrVersionIsCurrent},
 	{"invalid", ErrInvalid},
+	{"denied", ErrDenied},
 }
 
 func toWireResult(r *Result) wireResult {
-	w := wireResult{Index: r.Index, Secret: r.Secret, Destroyed: r.Destroyed, AuditSeq: r.AuditSeq}
+	w := wireResult{Index: r.Index, Secret: r.Secret, Destroyed: r.Destroyed, AuditSeq: r.AuditSeq, Token: r.Token}
 	if r.Version != nil {
 		// The proposer already has the ciphertext; send the version's metadata only.
 		v := *r.Version
@@ -68,7 +70,7 @@ func toWireResult(r *Result) wireResult {
 }
 
 func fromWireResult(w wireResult) *Result {
-	r := &Result{Index: w.Index, Secret: w.Secret, Version: w.Version, Destroyed: w.Destroyed, AuditSeq: w.AuditSeq}
+	r := &Result{Index: w.Index, Secret: w.Secret, Version: w.Version, Destroyed: w.Destroyed, AuditSeq: w.AuditSeq, Token: w.Token}
 	if we := w.Err; we != nil {
 		switch {
 		case we.Kind == "conflict" && we.Conflict != nil:

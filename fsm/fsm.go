@@ -19,6 +19,7 @@ type Result struct {
 	Version   *SecretVersion
 	Destroyed []uint64
 	AuditSeq  uint64 // last sequence number assigned by AppendAudit
+	Token     *Token
 }
 
 // handler applies one decoded command to tx. It must be deterministic: no clock, randomness or
@@ -59,6 +60,9 @@ func New(log *slog.Logger) *FSM {
 		CmdPutPolicy:       decodeInto(applyPutPolicy),
 		CmdDeletePolicy:    decodeInto(applyDeletePolicy),
 		CmdAppendAudit:     decodeInto(applyAppendAudit),
+	}
+	for t, h := range f.identityHandlers() {
+		f.handlers[t] = h
 	}
 	f.state.Store(emptyState())
 	return f

@@ -146,7 +146,7 @@ func TestUndecodableCommand(t *testing.T) {
 		{"truncated json", append([]byte{byte(fsm.CmdDeleteSecret)}, `{"secret_id":"s1"`...)},
 		{"wrong field type", append([]byte{byte(fsm.CmdDestroyVersions)}, `{"secret_id":"s1","versions":"all"}`...)},
 		{"flag does not excuse a bad known payload", append([]byte{byte(fsm.CmdPutVersion | fsm.FlagIgnoreUnknown)}, "{"...)},
-		{"unknown type", append([]byte{42}, "{}"...)},
+		{"unknown type", append([]byte{120}, "{}"...)},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -26,6 +26,7 @@ type snapRecord struct {
 	Version *SecretVersion `json:"v,omitempty"`
 	Policy  *Policy        `json:"p,omitempty"`
 	Audit   *AuditRecord   `json:"a,omitempty"`
+	Object  *snapObject    `json:"o,omitempty"`
 	End     *uint64        `json:"end,omitempty"` // trailer: number of records before it
 }
 
@@ -63,6 +64,17 @@ func WriteSnapshot(w io.Writer, st *State) error {
 	st.versions.Ascend(func(v *SecretVersion) bool { return err == nil && emit(snapRecord{Version: v}) })
 	st.policies.Ascend(func(v *Policy) bool { return err == nil && emit(snapRecord{Policy: v}) })
 	st.audit.Ascend(func(v *AuditRecord) bool { return err == nil && emit(snapRecord{Audit: v}) })
+	st.objects.Ascend(func(o *object) bool {
+		if err != nil {
+			return false
+		}
+		raw, merr := json.Marshal(o.Value)
+		if merr != nil {
+			err = merr
+			return false
+		}
+		return emit(snapRecord{Object: &snapObject{Kind: o.Kind, Key: o.Key, Value: raw}})
+	})
 	if err != nil {
 		return fmt.Errorf("write snapshot: %w", err)
 	}
@@ -112,6 +124,12 @@ func ReadSnapshot(r io.Reader) (*State, error) {
 			tx.putPolicy(rec.Policy)
 		case rec.Audit != nil:
 			tx.auditTree().ReplaceOrInsert(rec.Audit)
+		case rec.Object != nil:
+			o, err := decodeObject(rec.Object)
+			if err != nil {
+				return nil, err
+			}
+			tx.objectTree().ReplaceOrInsert(o)
 		default:
 			return nil, fmt.Errorf("snapshot record %d is empty", n)
 		}

@@ -18,6 +18,7 @@ type State struct {
 	versions *btree.BTreeG[*SecretVersion] // ordered by (SecretID, Number)
 	policies *btree.BTreeG[*Policy]        // ordered by Policy.ID
 	audit    *btree.BTreeG[*AuditRecord]   // ordered by AuditRecord.Seq
+	objects  *btree.BTreeG[*object]        // identity, auth config, audit bookkeeping (objects.go)
 	auditSeq uint64                        // last assigned audit sequence number
 }
 
@@ -42,6 +43,7 @@ func emptyState() *State {
 		versions: btree.NewG(degree, versionLess),
 		policies: btree.NewG(degree, policyLess),
 		audit:    btree.NewG(degree, auditLess),
+		objects:  btree.NewG(degree, objectLess),
 	}
 }
 

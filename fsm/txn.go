@@ -15,6 +15,7 @@ type txn struct {
 	versions *btree.BTreeG[*SecretVersion]
 	policies *btree.BTreeG[*Policy]
 	audit    *btree.BTreeG[*AuditRecord]
+	objects  *btree.BTreeG[*object]
 	auditSeq uint64
 	interned *interner // may be nil
 }
@@ -169,6 +170,9 @@ func (t *txn) commit(index uint64) *State {
 	}
 	if t.audit != nil {
 		s.audit = t.audit
+	}
+	if t.objects != nil {
+		s.objects = t.objects
 	}
 	s.auditSeq = t.auditSeq
 	return &s

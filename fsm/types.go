@@ -123,19 +123,34 @@ type Policy struct {
 	CreatedBy     string        `json:"created_by,omitempty"`
 }
 
-// AuditRecord is the seed's SecretAudit row. It never holds a value or a token.
+// AuditRecord is the seed's SecretAudit row plus who served it and why a denial happened. It
+// never holds a value or a token.
 type AuditRecord struct {
-	ID          string `json:"id"`
-	Seq         uint64 `json:"seq"`
-	SecretID    string `json:"secret_id,omitempty"`
-	Path        string `json:"path,omitempty"`
-	VersionID   string `json:"version_id,omitempty"`
-	PrincipalID string `json:"principal_id"`
-	Action      string `json:"action"`
-	IPAddress   string `json:"ip_address,omitempty"`
-	Success     bool   `json:"success"`
-	Reason      string `json:"reason,omitempty"`
-	RequestID   string `json:"request_id,omitempty"`
-	NodeID      string `json:"node_id,omitempty"`
-	AccessedAt  int64  `json:"accessed_at"`
+	ID            string `json:"id"`
+	Seq           uint64 `json:"seq"`             // cluster-wide order, assigned by Apply
+	Batch         uint64 `json:"batch,omitempty"` // the committed batch (hash-chain link) it belongs to
+	NodeID        string `json:"node_id,omitempty"`
+	NodeSeq       uint64 `json:"node_seq,omitempty"` // order on the serving node; Apply drops repeats
+	SecretID      string `json:"secret_id,omitempty"`
+	Path          string `json:"path,omitempty"`
+	VersionID     string `json:"version_id,omitempty"`
+	PrincipalType string `json:"principal_type,omitempty"`
+	PrincipalID   string `json:"principal_id"`
+	AuthMethod    string `json:"auth_method,omitempty"`
+	Action        string `json:"action"`
+	IPAddress     string `json:"ip_address,omitempty"`
+	Success       bool   `json:"success"`
+	Reason        string `json:"reason,omitempty"`
+	RequestID     string `json:"request_id,omitempty"`
+	AccessedAt    int64  `json:"accessed_at"`
+}
+
+// AuditBatch is one committed batch of audit records, a link of the hash chain:
+// Hash = SHA-256(Prev || each record's canonical JSON), see ChainHash.
+type AuditBatch struct {
+	Seq   uint64 `json:"seq"`
+	First uint64 `json:"first"` // first and last record Seq in the batch
+	Last  uint64 `json:"last"`
+	Prev  string `json:"prev"` // hex
+	Hash  string `json:"hash"` // hex
 }
