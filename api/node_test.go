@@ -62,6 +62,11 @@ func newTestNode(t testing.TB) (baseURL string, c *apiClient) {
 	})
 
 	svc := store.New(store.Deps{Proposer: node, State: machine, Reads: node, Restorer: node, Sealer: envelope, Log: log})
+	ictx, icancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer icancel()
+	if _, err := svc.Init(ictx, "admin", "", ""); err != nil {
+		t.Fatalf("init: %v", err)
+	}
 	handler := api.New(api.Deps{Secrets: svc, Health: healthSource{node: node, fsm: machine}, Cluster: node, Log: log})
 
 	srv := httptest.NewUnstartedServer(handler)

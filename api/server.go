@@ -60,8 +60,12 @@ type Cluster interface {
 // Deps are what the API needs.
 type Deps struct {
 	Secrets Secrets
-	Health  Health
-	Cluster Cluster
+	// Identity authenticates requests; nil turns authentication off (unit tests only: every
+	// caller is then an admin).
+	Identity Identity
+	Accounts Accounts
+	Health   Health
+	Cluster  Cluster
 	// Metrics serves /metrics (nil: not served); Observer records each request.
 	Metrics  http.Handler
 	Observer RequestObserver
@@ -96,19 +100,22 @@ func New(d Deps) *Server {
 	r.HandleFunc("/v1/destroy/{path:.*}", s.redirectable(s.destroy)).Methods(http.MethodPost)
 	r.HandleFunc("/v1/restore/{path:.*}", s.redirectable(s.restore)).Methods(http.MethodPost)
 	r.HandleFunc("/v1/sys/health", s.health).Methods(http.MethodGet, http.MethodHead)
-	r.HandleFunc("/v1/sys/raft/snapshot", s.raftSnapshot).Methods(http.MethodPost)
+	r.HandleFunc("/v1/sys/raft/snapshot", s.adminOnly(s.raftSnapshot)).Methods(http.MethodPost)
 	r.HandleFunc("/v1/sys/snapshot", s.snapshotSave).Methods(http.MethodGet)
 	r.HandleFunc("/v1/sys/snapshot", s.snapshotRestore).Methods(http.MethodPut, http.MethodPost)
-	r.HandleFunc("/v1/sys/cluster/members", s.clusterMembers).Methods(http.MethodGet)
-	r.HandleFunc("/v1/sys/cluster/peers", s.clusterPeers).Methods(http.MethodGet)
-	r.HandleFunc("/v1/sys/cluster/status", s.clusterStatus).Methods(http.MethodGet)
-	r.HandleFunc("/v1/sys/cluster/join", s.clusterJoin).Methods(http.MethodPost)
-	r.HandleFunc("/v1/sys/cluster/remove", s.clusterRemove).Methods(http.MethodPost)
-	r.HandleFunc("/v1/sys/cluster/transfer-leader", s.clusterTransfer).Methods(http.MethodPost)
+	r.HandleFunc("/v1/sys/cluster/members", s.adminOnly(s.clusterMembers)).Methods(http.MethodGet)
+	r.HandleFunc("/v1/sys/cluster/peers", s.adminOnly(s.clusterPeers)).Methods(http.MethodGet)
+	r.HandleFunc("/v1/sys/cluster/status", s.adminOnly(s.clusterStatus)).Methods(http.MethodGet)
+	r.HandleFunc("/v1/sys/cluster/join", s.adminOnly(s.clusterJoin)).Methods(http.MethodPost)
+	r.HandleFunc("/v1/sys/cluster/remove", s.adminOnly(s.clusterRemove)).Methods(http.MethodPost)
+	r.HandleFunc("/v1/sys/cluster/transfer-leader", s.adminOnly(s.clusterTransfer)).Methods(http.MethodPost)
+	if d.Accounts != nil {
+		s.identityRoutes(r)
+	}
 	if d.Metrics != nil {
 		r.Handle("/metrics", d.Metrics).Methods(http.MethodGet)
 	}
-	r.Use(s.observe)
+	r.Use(s.observe, s.authenticate)
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { s.fail(w, nil, errNoRoute) })
 	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { s.fail(w, nil, errMethod) })
 	s.router = r

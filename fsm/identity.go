@@ -426,7 +426,9 @@ func (s *State) Principals(fn func(*Principal) bool) {
 }
 
 // Token returns a token by the hash of its text.
-func (s *State) Token(hash string) (*Token, bool) { return getObject[Token](s.objects, KindToken, hash) }
+func (s *State) Token(hash string) (*Token, bool) {
+	return getObject[Token](s.objects, KindToken, hash)
+}
 
 // AppRole returns an AppRole by name.
 func (s *State) AppRole(name string) (*AppRole, bool) {

@@ -56,6 +56,11 @@ start() {
     done
     curl -sf --cacert "$run/tls/ca.pem" "$url" >/dev/null || { echo "node ${nodes[$i]} did not become ready; see $run/${nodes[$i]}.log" >&2; exit 1; }
   done
+  if [ ! -s "$run/admin.token" ]; then
+    local url="https://127.0.0.1:$(api_port 0)/v1/sys/init"
+    (umask 077 && curl -sf --cacert "$run/tls/ca.pem" -X POST "$url" | sed -n 's/.*"token":"\([^"]*\)".*/\1/p' > "$run/admin.token")
+    [ -s "$run/admin.token" ] || { echo "init failed; see $run/n1.log" >&2; exit 1; }
+  fi
   cat <<MSG
 keyward: three-node cluster running (TLS on; logs and data in $run)
 
@@ -65,6 +70,7 @@ keyward: three-node cluster running (TLS on; logs and data in $run)
 Try it:
   export PATH="$root/bin:\$PATH"
   export KEYWARD_ADDR=https://127.0.0.1:$(api_port 0) KEYWARD_CACERT=$run/tls/ca.pem
+  export KEYWARD_TOKEN=\$(cat $run/admin.token)   # the admin token from init
   printf 's3cr3t' | keyward secret put prod/payments/db-password
   keyward secret get prod/payments/db-password
   keyward secret get prod/payments/db-password --addr https://127.0.0.1:$(api_port 2)   # any node answers

@@ -28,6 +28,8 @@ func AutoSnapshots(ctx context.Context, s *Service, isLeader func() bool, c Auto
 	if c.Retain < 1 {
 		c.Retain = 1
 	}
+	// The leader takes these itself, as an internal admin principal (audited as such).
+	ctx = WithCaller(ctx, Caller{Type: "SERVICE", ID: "keyward/auto-snapshot", Method: "internal", Admin: true})
 	t := time.NewTicker(c.Interval)
 	defer t.Stop()
 	for {

@@ -37,6 +37,30 @@ func (s *Service) Put(ctx context.Context, in PutInput) (*WriteResult, error) {
 	if err := ValidatePath(in.Path); err != nil {
 		return nil, err
 	}
+	st := s.d.State.State()
+	rec := record{action: string(fsm.ActionWrite), path: in.Path}
+	sec, _ := st.SecretByPath(in.Path)
+	if sec != nil {
+		rec.secretID = sec.ID
+	}
+	c, err := s.authorize(ctx, st, fsm.ActionWrite, in.Path, sec)
+	if err != nil {
+		return nil, s.audited(ctx, rec, err)
+	}
+	if in.By == "" {
+		in.By = string(c.Type) + "/" + c.ID
+	}
+	res, err := s.put(ctx, in)
+	if res != nil {
+		rec.secretID, rec.versionID = res.SecretID, res.VersionID
+	}
+	if err := s.audited(ctx, rec, err); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+func (s *Service) put(ctx context.Context, in PutInput) (*WriteResult, error) {
 	if err := validateValue(in.Value); err != nil {
 		return nil, err
 	}
@@ -113,10 +137,35 @@ func (s *Service) Get(ctx context.Context, path string, sel Selector, ro ReadOpt
 	if sel.Version != 0 && sel.State != fsm.StateUnknown {
 		return nil, fmt.Errorf("%w: choose a version or a state, not both", ErrInvalidArgument)
 	}
+	if err := ValidatePath(path); err != nil {
+		return nil, err
+	}
 	st, info, err := s.readState(ctx, ro)
 	if err != nil {
 		return nil, err
 	}
+	rec := record{action: string(fsm.ActionRead), path: path}
+	sec, _ := st.SecretByPath(path)
+	if sec != nil {
+		rec.secretID = sec.ID
+	}
+	if _, err := s.authorize(ctx, st, fsm.ActionRead, path, sec); err != nil {
+		return nil, s.audited(ctx, rec, err)
+	}
+	v, err := s.get(ctx, st, info, path, sel)
+	if v != nil {
+		rec.versionID = v.VersionID
+	}
+	if err := s.audited(ctx, rec, err); err != nil {
+		if v != nil {
+			clear(v.Plaintext)
+		}
+		return nil, err
+	}
+	return v, nil
+}
+
+func (s *Service) get(ctx context.Context, st *fsm.State, info ReadInfo, path string, sel Selector) (*Value, error) {
 	sec, err := liveSecret(st, path)
 	if err != nil {
 		return nil, err
@@ -160,12 +209,23 @@ type Metadata struct {
 
 // Versions returns the metadata of every version of a live secret.
 func (s *Service) Versions(ctx context.Context, path string, ro ReadOptions) (*Metadata, error) {
+	if err := ValidatePath(path); err != nil {
+		return nil, err
+	}
 	st, info, err := s.readState(ctx, ro)
 	if err != nil {
 		return nil, err
 	}
-	sec, err := liveSecret(st, path)
-	if err != nil {
+	rec := record{action: "VERSIONS", path: path}
+	sec, _ := st.SecretByPath(path)
+	if sec != nil {
+		rec.secretID = sec.ID
+	}
+	if _, err := s.authorize(ctx, st, fsm.ActionRead, path, sec); err != nil {
+		return nil, s.audited(ctx, rec, err)
+	}
+	sec, err = liveSecret(st, path)
+	if err := s.audited(ctx, rec, err); err != nil {
 		return nil, err
 	}
 	return &Metadata{Secret: sec, Versions: st.Versions(sec.ID), Read: info}, nil
@@ -190,10 +250,41 @@ func (s *Service) List(ctx context.Context, prefix, after string, limit int, ro 
 	if err != nil {
 		return nil, err
 	}
-	secs, more := st.List(prefix, after, limit)
-	out := &ListResult{Secrets: secs, Read: info}
-	if more && len(secs) > 0 {
-		out.Next = secs[len(secs)-1].Path
+	c, ok := CallerFrom(ctx)
+	if !ok || !st.Initialized() {
+		err := ErrUnauthenticated
+		if ok {
+			err = ErrNotInitialized
+		}
+		return nil, s.audited(ctx, record{action: "LIST", path: prefix}, err)
+	}
+	// Only what the caller may read is listed; a page is filled from further matches.
+	now := s.d.Now().UnixNano()
+	out := &ListResult{Read: info}
+	cursor := after
+	for len(out.Secrets) < limit {
+		secs, more := st.List(prefix, cursor, limit)
+		for _, sec := range secs {
+			cursor = sec.Path
+			if !s.canRead(st, c, sec, now) {
+				continue
+			}
+			if len(out.Secrets) == limit {
+				out.Next = out.Secrets[len(out.Secrets)-1].Path
+				more = false
+				break
+			}
+			out.Secrets = append(out.Secrets, sec)
+		}
+		if !more {
+			break
+		}
+		if len(out.Secrets) == limit {
+			out.Next = out.Secrets[len(out.Secrets)-1].Path
+		}
+	}
+	if err := s.audited(ctx, record{action: "LIST", path: prefix}, nil); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -215,8 +306,23 @@ func (s *Service) Destroy(ctx context.Context, path string, versions []uint64) (
 	if err := ValidatePath(path); err != nil {
 		return nil, err
 	}
+	rec := record{action: "DESTROY", path: path}
 	sec, ok := st.SecretByPath(path)
-	if !ok {
+	if ok {
+		rec.secretID = sec.ID
+	}
+	if _, err := s.authorize(ctx, st, fsm.ActionDelete, path, sec); err != nil {
+		return nil, s.audited(ctx, rec, err)
+	}
+	out, err := s.destroy(ctx, path, sec, versions)
+	if err := s.audited(ctx, rec, err); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (s *Service) destroy(ctx context.Context, path string, sec *fsm.Secret, versions []uint64) ([]uint64, error) {
+	if sec == nil {
 		return nil, fmt.Errorf("secret %q: %w", path, ErrNotFound)
 	}
 	if sec.Deleted() {
@@ -243,8 +349,22 @@ func (s *Service) Delete(ctx context.Context, path string, purge bool) error {
 	if err != nil {
 		return err
 	}
+	rec := record{action: "DELETE", path: path}
+	if purge {
+		rec.action = "PURGE"
+	}
 	sec, ok := st.SecretByPath(path)
-	if !ok || (!purge && sec.Deleted()) {
+	if ok {
+		rec.secretID = sec.ID
+	}
+	if _, err := s.authorize(ctx, st, fsm.ActionDelete, path, sec); err != nil {
+		return s.audited(ctx, rec, err)
+	}
+	return s.audited(ctx, rec, s.deleteSecret(ctx, path, sec, purge))
+}
+
+func (s *Service) deleteSecret(ctx context.Context, path string, sec *fsm.Secret, purge bool) error {
+	if sec == nil || (!purge && sec.Deleted()) {
 		return fmt.Errorf("secret %q: %w", path, ErrNotFound)
 	}
 	var cmd []byte
@@ -272,8 +392,19 @@ func (s *Service) Undelete(ctx context.Context, path string) error {
 	if err != nil {
 		return err
 	}
+	rec := record{action: "RESTORE", path: path}
 	sec, ok := st.SecretByPath(path)
-	if !ok {
+	if ok {
+		rec.secretID = sec.ID
+	}
+	if _, err := s.authorize(ctx, st, fsm.ActionDelete, path, sec); err != nil {
+		return s.audited(ctx, rec, err)
+	}
+	return s.audited(ctx, rec, s.undelete(ctx, path, sec))
+}
+
+func (s *Service) undelete(ctx context.Context, path string, sec *fsm.Secret) error {
+	if sec == nil {
 		return fmt.Errorf("secret %q: %w", path, ErrNotFound)
 	}
 	res, err := s.propose(ctx, fsm.MustEncode(fsm.CmdRestoreSecret, fsm.RestoreSecret{SecretID: sec.ID, At: s.d.Now().UnixNano()}))

@@ -52,6 +52,12 @@ type Deps struct {
 	State    StateReader
 	Reads    ReadIndexer
 	Restorer Restorer
+	// Audit, when set, receives a record of every secret operation and login; NodeID names
+	// this node in them.
+	Audit  Auditor
+	NodeID string
+	// JWT verifies JWT logins (nil: JWT login off).
+	JWT JWTVerifier
 	Sealer   Sealer
 	Log      *slog.Logger
 	Now      func() time.Time // defaults to time.Now

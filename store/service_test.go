@@ -42,7 +42,16 @@ func newService(t *testing.T) *Service {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return New(Deps{Proposer: node, State: machine, Reads: node, Sealer: kms.NewEnvelope(local, kms.CacheOptions{})})
+	svc := New(Deps{Proposer: node, State: machine, Reads: node, Sealer: kms.NewEnvelope(local, kms.CacheOptions{})})
+	if _, err := svc.Init(ctx, "admin", "", ""); err != nil {
+		t.Fatal(err)
+	}
+	return svc
+}
+
+// adminCtx is a request context of the initial admin.
+func adminCtx() context.Context {
+	return WithCaller(context.Background(), Caller{Type: "USER", ID: "admin", Admin: true, Method: "token"})
 }
 
 func u64(v uint64) *uint64 { return &v }
@@ -65,7 +74,7 @@ func TestValidatePath(t *testing.T) {
 
 func TestPutGetSelectors(t *testing.T) {
 	s := newService(t)
-	ctx := context.Background()
+	ctx := adminCtx()
 	for i := 1; i <= 4; i++ {
 		res, err := s.Put(ctx, PutInput{Path: "app/key", Value: []byte(fmt.Sprintf("v%d", i))})
 		if err != nil {
@@ -104,7 +113,7 @@ func TestPutGetSelectors(t *testing.T) {
 
 func TestCASAndDeleted(t *testing.T) {
 	s := newService(t)
-	ctx := context.Background()
+	ctx := adminCtx()
 	if _, err := s.Put(ctx, PutInput{Path: "c", Value: []byte("1"), CAS: u64(0)}); err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +152,7 @@ func TestCASAndDeleted(t *testing.T) {
 // re-sealed for the next number, and every version opens with its own number.
 func TestConcurrentWritersReseal(t *testing.T) {
 	s := newService(t)
-	ctx := context.Background()
+	ctx := adminCtx()
 	var wg sync.WaitGroup
 	for w := 0; w < 6; w++ {
 		wg.Add(1)
@@ -173,7 +182,7 @@ func TestConcurrentWritersReseal(t *testing.T) {
 
 func TestInputLimits(t *testing.T) {
 	s := newService(t)
-	ctx := context.Background()
+	ctx := adminCtx()
 	if _, err := s.Put(ctx, PutInput{Path: "v", Value: make([]byte, MaxValueBytes+1)}); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("oversized: %v", err)
 	}

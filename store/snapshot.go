@@ -36,6 +36,12 @@ type Restorer interface {
 
 // Snapshot writes a consistent snapshot: the state as of a linearizable read.
 func (s *Service) Snapshot(ctx context.Context, w io.Writer) error {
+	if _, err := s.requireAdmin(ctx); err != nil {
+		return s.audited(ctx, record{action: "SNAPSHOT"}, err)
+	}
+	if err := s.audited(ctx, record{action: "SNAPSHOT"}, nil); err != nil {
+		return err
+	}
 	st, _, err := s.readState(ctx, ReadOptions{})
 	if err != nil {
 		return err
@@ -56,6 +62,12 @@ func (s *Service) Snapshot(ctx context.Context, w io.Writer) error {
 // it into the cluster. Every node ends with the snapshot's secrets; the KEK must be the one
 // the source cluster used, or the values cannot be opened.
 func (s *Service) Restore(ctx context.Context, r io.Reader) error {
+	if _, err := s.requireAdmin(ctx); err != nil {
+		return s.audited(ctx, record{action: "RESTORE_SNAPSHOT"}, err)
+	}
+	if err := s.audited(ctx, record{action: "RESTORE_SNAPSHOT"}, nil); err != nil {
+		return err
+	}
 	data, err := io.ReadAll(r)
 	if err != nil {
 		return fmt.Errorf("%w: reading: %w", ErrBadSnapshot, err)

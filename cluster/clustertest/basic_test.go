@@ -85,6 +85,7 @@ func TestClusterFormsForwardsAndReads(t *testing.T) {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	req, _ := http.NewRequest(http.MethodPut, c.Nodes[follower].URL()+"/v1/secrets/app/redirected?redirect",
 		strings.NewReader(`{"value":"x"}`))
+	req.Header.Set("Authorization", "Bearer "+c.Token)
 	resp, err := noFollow.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -94,7 +95,7 @@ func TestClusterFormsForwardsAndReads(t *testing.T) {
 		t.Fatalf("redirect: %d %q, want 307 %q", resp.StatusCode, resp.Header.Get("Location"), want)
 	}
 	// Metrics name the series operators need.
-	resp, err = c.Nodes[follower].HTTP.Get(c.Nodes[follower].URL() + "/metrics")
+	resp, err = c.Nodes[follower].HTTP.Get(c.Nodes[follower].URL() + "/metrics") // public
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,6 +37,7 @@ type Cluster struct {
 	IDs       []string // node ids: n1, n2, ...
 	GossipKey string
 	KEKFile   string
+	Token     string // admin token, after Init
 	TLS       *tls.Config // client TLS trusting the cluster CA
 	net       string      // 127.X.0 prefix
 	next      int
@@ -75,7 +76,29 @@ func StartCluster(t testing.TB, binary string, o Options) *Cluster {
 			t.Fatal(err)
 		}
 	}
+	c.Init(ctx)
 	return c
+}
+
+// Init initializes the cluster through node 0 and keeps the admin token for Client.
+func (c *Cluster) Init(ctx context.Context) {
+	c.t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, c.Nodes[0].URL()+"/v1/sys/init", nil)
+	resp, err := c.Nodes[0].HTTP.Do(req)
+	if err != nil {
+		c.t.Fatalf("init: %v", err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Token string `json:"token"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK || out.Token == "" {
+		c.t.Fatalf("init: HTTP %d %v", resp.StatusCode, err)
+	}
+	c.Token = out.Token
+	for _, p := range c.Nodes {
+		p.Token = out.Token
+	}
 }
 
 // NewCluster prepares the CA, gossip key and KEK of a cluster without starting nodes.
@@ -167,7 +190,7 @@ func freeAddrOn(t testing.TB, ip string) string {
 // Client returns a Go client for node i.
 func (c *Cluster) Client(i int) *client.Client {
 	c.t.Helper()
-	cl, err := client.New(c.Nodes[i].URL(), client.WithTLSConfig(c.TLS))
+	cl, err := client.New(c.Nodes[i].URL(), client.WithTLSConfig(c.TLS), client.WithToken(c.Token))
 	if err != nil {
 		c.t.Fatal(err)
 	}

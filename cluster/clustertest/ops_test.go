@@ -221,6 +221,7 @@ func TestSnapshotAcrossClusters(t *testing.T) {
 	if _, err := b.WaitForLeader(ctx); err != nil {
 		t.Fatal(err)
 	}
+	b.Init(ctx)
 	if _, err := b.Client(0).Put(ctx, "snapx/only-in-b", []byte("gone after restore"), client.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -232,6 +233,8 @@ func TestSnapshotAcrossClusters(t *testing.T) {
 	if err := b.Client(2).SnapshotRestore(ctx, bytes.NewReader(buf.Bytes())); err != nil {
 		t.Fatalf("restore: %v\n%s\n%s", err, b.Dump(), string(b.Nodes[2].Logs()))
 	}
+	// The restored state carries cluster a's principals and tokens.
+	b.Token = a.Token
 	for i := range b.Nodes {
 		for _, k := range []int{0, 17, 49} {
 			got, err := b.Client(i).Get(ctx, fmt.Sprintf("snapx/s%d", k), client.Selector{})

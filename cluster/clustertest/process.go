@@ -5,6 +5,7 @@ package clustertest
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -72,6 +73,8 @@ type Process struct {
 	// Scheme is "http" (default) or "https"; HTTP is the client tests use to reach the node.
 	Scheme string
 	HTTP   *http.Client
+	// Token is an admin token for the node's cluster (dev mode: its root token).
+	Token string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -188,12 +191,13 @@ func (p *Process) WaitReady(ctx context.Context) error {
 	}
 }
 
-// StartDev builds nothing: it starts a single dev-mode node of binary on free ports with a
-// data dir under t.TempDir(), waits until it is ready, and kills it when the test ends.
+// StartDev starts a single dev-mode node of binary on free ports with a data dir under
+// t.TempDir() and a known root token (p.Token), waits until it is ready and initialized, and
+// kills it when the test ends.
 func StartDev(t testing.TB, binary string, extra ...string) *Process {
 	t.Helper()
-	p := &Process{Binary: binary, HTTPAddr: FreeAddr(t), DataDir: filepath.Join(t.TempDir(), "data")}
-	p.Args = append([]string{"--dev", "--node-id", "n1", "--data-dir", p.DataDir,
+	p := &Process{Binary: binary, HTTPAddr: FreeAddr(t), DataDir: filepath.Join(t.TempDir(), "data"), Token: "dev-root-token-for-tests"}
+	p.Args = append([]string{"--dev", "--node-id", "n1", "--data-dir", p.DataDir, "--dev-root-token", p.Token,
 		"--http-addr", p.HTTPAddr, "--raft-addr", FreeAddr(t)}, extra...)
 	if err := p.Start(); err != nil {
 		t.Fatal(err)
@@ -204,5 +208,34 @@ func StartDev(t testing.TB, binary string, extra ...string) *Process {
 	if err := p.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
+	if err := p.WaitInitialized(ctx); err != nil {
+		t.Fatal(err)
+	}
 	return p
+}
+
+// WaitInitialized polls GET /v1/sys/init until the cluster reports it is initialized.
+func (p *Process) WaitInitialized(ctx context.Context) error {
+	client := p.HTTP
+	if client == nil {
+		client = &http.Client{Timeout: time.Second}
+	}
+	for {
+		resp, err := client.Get(p.URL() + "/v1/sys/init")
+		if err == nil {
+			var st struct {
+				Initialized bool `json:"initialized"`
+			}
+			_ = json.NewDecoder(resp.Body).Decode(&st)
+			resp.Body.Close()
+			if st.Initialized {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("clustertest: %s never initialized: %w; logs:\n%s", p.HTTPAddr, ctx.Err(), p.Logs())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }

@@ -51,7 +51,7 @@ func TestMain(m *testing.M) {
 func kw(t *testing.T, node *clustertest.Process, stdin []byte, args ...string) (string, string, int) {
 	t.Helper()
 	cmd := exec.Command(e2eBinary, args...)
-	cmd.Env = append(os.Environ(), "KEYWARD_ADDR="+node.URL(), "KEYWARD_TOKEN=e2e-token")
+	cmd.Env = append(os.Environ(), "KEYWARD_ADDR="+node.URL(), "KEYWARD_TOKEN="+node.Token)
 	if stdin != nil {
 		cmd.Stdin = bytes.NewReader(stdin)
 	}
@@ -161,7 +161,7 @@ func TestCLIWalkthrough(t *testing.T) {
 // and reads back every acknowledged write — through a snapshot and the log tail.
 func TestKillRestartKeepsAcknowledgedWrites(t *testing.T) {
 	node := clustertest.StartDev(t, e2eBinary)
-	c, err := client.New(node.URL())
+	c, err := client.New(node.URL(), client.WithToken(node.Token))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +238,7 @@ func TestKillRestartKeepsAcknowledgedWrites(t *testing.T) {
 // under the data dir and all log output: the marker must not appear in any encoding.
 func TestNoPlaintextAtRest(t *testing.T) {
 	node := clustertest.StartDev(t, e2eBinary, "--log-level", "debug")
-	c, err := client.New(node.URL())
+	c, err := client.New(node.URL(), client.WithToken(node.Token))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,7 +303,9 @@ func TestNoPlaintextAtRest(t *testing.T) {
 // forceSnapshot makes the node take a Raft snapshot now.
 func forceSnapshot(t *testing.T, node *clustertest.Process) {
 	t.Helper()
-	resp, err := http.Post(node.URL()+"/v1/sys/raft/snapshot", "application/json", nil)
+	req, _ := http.NewRequest(http.MethodPost, node.URL()+"/v1/sys/raft/snapshot", nil)
+	req.Header.Set("Authorization", "Bearer "+node.Token)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -346,12 +348,21 @@ func TestMakeRunScript(t *testing.T) {
 	out := script("start")
 	t.Cleanup(func() { script("stop") })
 	m := regexp.MustCompile(`CA file: (\S+)`).FindStringSubmatch(out)
+	tok := regexp.MustCompile(`KEYWARD_TOKEN=\$\(cat (\S+)\)`).FindStringSubmatch(out)
+	if tok == nil {
+		t.Fatalf("start output lacks the admin token file:\n%s", out)
+	}
+	token, err := os.ReadFile(tok[1])
+	if err != nil {
+		t.Fatal(err)
+	}
 	if m == nil || !strings.Contains(out, fmt.Sprintf("https://127.0.0.1:%d", base+20)) {
 		t.Fatalf("start output lacks the CA file or addresses:\n%s", out)
 	}
 	cli := func(stdin string, args ...string) (string, int) {
 		cmd := exec.Command(e2eBinary, args...)
-		cmd.Env = append(os.Environ(), fmt.Sprintf("KEYWARD_ADDR=https://127.0.0.1:%d", base), "KEYWARD_CACERT="+m[1])
+		cmd.Env = append(os.Environ(), fmt.Sprintf("KEYWARD_ADDR=https://127.0.0.1:%d", base), "KEYWARD_CACERT="+m[1],
+			"KEYWARD_TOKEN="+strings.TrimSpace(string(token)))
 		cmd.Stdin = strings.NewReader(stdin)
 		b, err := cmd.CombinedOutput()
 		code := 0

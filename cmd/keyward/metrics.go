@@ -10,6 +10,7 @@ import (
 	"github.com/keyward/keyward/cluster"
 	"github.com/keyward/keyward/fsm"
 	"github.com/keyward/keyward/kms"
+	"github.com/keyward/keyward/store/audit"
 )
 
 // nodeMetrics is the node's Prometheus registry: HTTP requests by route and status, Raft
@@ -20,7 +21,7 @@ type nodeMetrics struct {
 	latency  *prometheus.HistogramVec
 }
 
-func newMetrics(node *cluster.Node, machine *fsm.FSM, env *kms.Envelope) *nodeMetrics {
+func newMetrics(node *cluster.Node, machine *fsm.FSM, env *kms.Envelope, auditLog *audit.Log) *nodeMetrics {
 	reg := prometheus.NewRegistry()
 	m := &nodeMetrics{
 		registry: reg,
@@ -59,6 +60,7 @@ func newMetrics(node *cluster.Node, machine *fsm.FSM, env *kms.Envelope) *nodeMe
 		counter("keyward_kms_calls_total", "Calls to the key-encryption-key provider.", func() float64 { return float64(env.Stats().ProviderCalls) }),
 		counter("keyward_kms_datakey_cache_hits_total", "Data-key cache hits.", func() float64 { return float64(env.Stats().CacheHits) }),
 		counter("keyward_kms_datakey_cache_misses_total", "Data-key cache misses.", func() float64 { return float64(env.Stats().CacheMisses) }),
+		gauge("keyward_audit_pending_records", "Audit records durable on this node but not yet committed by the cluster.", func() float64 { return float64(auditLog.Pending()) }),
 		gauge("keyward_secrets", "Secrets in the replicated state (soft-deleted included).", func() float64 { return float64(machine.State().SecretCount()) }),
 	)
 	return m

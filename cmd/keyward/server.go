@@ -27,6 +27,8 @@ import (
 	"github.com/keyward/keyward/fsm"
 	"github.com/keyward/keyward/kms"
 	"github.com/keyward/keyward/store"
+	"github.com/keyward/keyward/store/audit"
+	"github.com/keyward/keyward/store/jwtauth"
 )
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
@@ -129,10 +131,32 @@ func serve(ctx context.Context, cfg *serverConfig, log *slog.Logger) error {
 		}
 	}()
 
-	svc := store.New(store.Deps{Proposer: node, State: machine, Reads: node, Restorer: node, Sealer: envelope, Log: log})
-	reg := newMetrics(node, machine, envelope)
+	auditLog, err := audit.Open(audit.Options{Dir: filepath.Join(cfg.dataDir, "audit"), NodeID: cfg.nodeID, Log: log})
+	if err != nil {
+		return err
+	}
+	defer auditLog.Close()
+	svc := store.New(store.Deps{Proposer: node, State: machine, Reads: node, Restorer: node, Sealer: envelope,
+		Audit: auditLog, NodeID: cfg.nodeID, JWT: jwtauth.NewVerifier(nil, 0, nil), Log: log})
+	go auditLog.Run(ctx, audit.ShipDeps{
+		Ship: func(ctx context.Context, recs []fsm.AuditRecord) error {
+			resp, _, err := node.Apply(ctx, fsm.MustEncode(fsm.CmdAppendAudit, fsm.AppendAudit{Records: recs}))
+			if err != nil {
+				return err
+			}
+			if r, ok := resp.(*fsm.Result); ok && r.Err != nil {
+				return r.Err
+			}
+			return nil
+		},
+		Committed: func() uint64 { return machine.State().AuditCommitted(cfg.nodeID) },
+	})
+	if cfg.dev {
+		go devInit(ctx, svc, node, cfg.devRootToken, log)
+	}
+	reg := newMetrics(node, machine, envelope, auditLog)
 	handler := api.New(api.Deps{
-		Secrets: svc, Health: healthSource{node: node, fsm: machine}, Cluster: node,
+		Secrets: svc, Identity: svc, Accounts: svc, Health: healthSource{node: node, fsm: machine}, Cluster: node,
 		Metrics: promhttp.HandlerFor(reg.registry, promhttp.HandlerOpts{}), Observer: reg, Log: log,
 	})
 	if cfg.autoSnapDir != "" {
@@ -181,6 +205,33 @@ func serve(ctx context.Context, cfg *serverConfig, log *slog.Logger) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return srv.Shutdown(sctx)
+}
+
+// devInit initializes a dev-mode cluster once it has a leader, with the given root token (or
+// a generated one, printed).
+func devInit(ctx context.Context, svc *store.Service, node *cluster.Node, rootToken string, log *slog.Logger) {
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for !node.LeaderReady() {
+		select {
+		case <-wctx.Done():
+			log.Error("dev mode: no leader to initialize the cluster")
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if svc.Initialized() {
+		return
+	}
+	l, err := svc.Init(wctx, "admin", "", rootToken)
+	if err != nil {
+		log.Error("dev mode: init failed", "err", err)
+		return
+	}
+	if rootToken == "" {
+		fmt.Fprintf(os.Stderr, "\nDev root token (shown once): %s\n    export KEYWARD_TOKEN=%s\n\n", l.Token, l.Token)
+	}
+	log.Info("dev mode: cluster initialized", "admin", l.Principal)
 }
 
 // advertisedURL is the API URL other nodes hand out: --advertise-http, or the listen address

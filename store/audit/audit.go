@@ -1,0 +1,540 @@
+// Package audit keeps a node's audit records durable on local disk until the cluster has committed them.
+//
+// Every secret access is audited, and the record must be durable before the node answers
+// (invariant 4 of DEVELOPERS.md: fail closed). A Raft round trip per read would be too slow,
+// so a node appends its records to a local append-only log instead: [Log.Append] assigns the
+// record the node's next sequence number (fsm.AuditRecord.NodeSeq, strictly increasing from
+// 1 and gapless) and returns only once the record is fsynced. Appends that arrive while a
+// write is in flight share the next write and fsync (group commit), so the number of fsyncs
+// grows with time, not with the number of records. If the write or the fsync fails, every
+// Append of that group gets [ErrUnavailable] and the caller must fail its request.
+//
+// [Log.Run] ships what is durable to the cluster in batches (the caller wires ShipDeps.Ship
+// to a Raft proposal that commits a batch in one entry) and deletes segment files once the
+// cluster has committed all of their records. After a restart everything above the
+// cluster's committed mark is shipped again; the FSM ignores records of a node whose
+// NodeSeq is at or below the highest it has committed for that node, so shipping twice is
+// harmless and nothing is lost.
+//
+// # Files
+//
+// Options.Dir (created 0700) holds segment files named after the NodeSeq of their first
+// record, zero-padded to 20 digits so that names sort like numbers:
+//
+//	audit-00000000000000000001.log
+//	audit-00000000000000004097.log
+//
+// Only the newest segment (the active one) is written to; the writer starts a new one when
+// the active one reaches Options.SegmentSize bytes. A segment may be empty: its name then
+// still records the next NodeSeq to assign, which is why the active segment is never deleted,
+// even when all of it is committed. Files of other names are ignored. Segment files are 0600.
+//
+// A segment is a sequence of lines, one record per line:
+//
+//	<crc> SP <json> LF
+//
+// where <json> is the fsm.AuditRecord encoded by encoding/json (which never emits a raw
+// newline) and <crc> is the CRC-32 (Castagnoli) of the <json> bytes written as 8 lower-case
+// hexadecimal digits. Within a segment the records' NodeSeq values are consecutive, the first
+// one equals the number in the file name, and every record carries this node's NodeID.
+// Across segments NodeSeq increases strictly; the only gaps are the ones left when the log
+// skips ahead (see below).
+//
+// # Recovery
+//
+// [Open] reads every segment. The lines written by the last, unfinished group commit before a
+// crash may be torn: a bad or unterminated line in the last segment after which no valid line
+// follows is such a torn tail, and Open truncates it away (those records were never
+// acknowledged). Anything else that does not check out — a bad line followed by a valid one,
+// a bad line in an older segment, a NodeSeq out of order, a record of another NodeID — is
+// corruption of records that were acknowledged, and Open refuses to open with an error
+// wrapping [ErrCorrupt] that names the file and offset. The node must not serve without its
+// audit log; an operator decides what to do with the file.
+//
+// If the cluster has committed a NodeSeq of this node above anything in the local log (the
+// directory was lost or the NodeID reused), Run logs an error and skips the sequence ahead of
+// it, because the FSM would drop records numbered at or below it as duplicates. The skip is
+// persisted as an empty segment named after the new next NodeSeq.
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/keyward/keyward/fsm"
+)
+
+// Errors of the audit log.
+var (
+	// ErrClosed: Append after Close.
+	ErrClosed = errors.New("audit log closed")
+	// ErrUnavailable: the record could not be made durable (write or fsync failed, disk full,
+	// ...). The caller must fail the request (503).
+	ErrUnavailable = errors.New("audit record could not be made durable")
+	// ErrCorrupt: Open found a segment whose acknowledged records do not check out.
+	ErrCorrupt = errors.New("audit log corrupt")
+)
+
+// Defaults of Options.
+const (
+	DefaultMaxBatch     = 512
+	DefaultSegmentSize  = 16 << 20
+	DefaultShipInterval = 200 * time.Millisecond
+)
+
+const (
+	minBackoff = 50 * time.Millisecond
+	maxBackoff = 5 * time.Second
+	maxSpare   = 4 << 20 // largest write buffer kept for reuse
+)
+
+// Options configure a Log.
+type Options struct {
+	Dir          string        // directory for segment files (created 0700)
+	NodeID       string        // this node's id, stamped on every record; required
+	MaxBatch     int           // records per shipped batch; default 512
+	SegmentSize  int64         // bytes before rotating to a new segment file; default 16 MiB
+	ShipInterval time.Duration // how often the shipper runs when idle; default 200ms
+	Log          *slog.Logger  // default: discard
+}
+
+// segment is one segment file.
+type segment struct {
+	first uint64 // NodeSeq of its first record, the number in its name
+	path  string
+}
+
+// group is the set of Appends that share one write and one fsync.
+type group struct {
+	done chan struct{} // closed once err is set
+	err  error
+}
+
+func newGroup() *group { return &group{done: make(chan struct{})} }
+
+// hookFunc is a test hook run before each file operation of the writer ("write", "sync",
+// "create", "dirsync", "repair"); a non-nil error fails the operation.
+type hookFunc func(op string, f *os.File) error
+
+// Log is a node's local audit log. Its methods are safe for concurrent use; at most one Run
+// may be active at a time.
+type Log struct {
+	o   Options
+	log *slog.Logger
+
+	flushReq chan struct{} // wakes the writer (capacity 1)
+	kick     chan struct{} // wakes Run after records became durable (capacity 1)
+	stop     chan struct{} // closed by Close
+	stopped  chan struct{} // closed when the writer has exited
+	running  atomic.Bool   // a Run is active
+	syncs    atomic.Uint64 // fsyncs of segment files, for tests
+
+	mu         sync.Mutex
+	closed     bool
+	nextSeq    uint64 // NodeSeq of the next Append
+	bumpTo     uint64 // when above nextSeq: the writer skips the sequence ahead to it
+	buf        []byte // encoded lines of group cur, not yet handed to the writer
+	bufFirst   uint64 // NodeSeq of the first line in buf
+	spare      []byte // a drained buffer to reuse
+	cur        *group
+	durableSeq uint64    // every NodeSeq up to it is durable (or was skipped)
+	committed  uint64    // every NodeSeq up to it is known to be committed by the cluster
+	segs       []segment // sorted by first; the last one is active
+	activeSize int64     // durable bytes of the active segment
+	hook       hookFunc
+
+	// Owned by the writer goroutine (by Open before it starts, by Close after it exits).
+	f          *os.File // active segment
+	fPath      string
+	fSize      int64  // durable bytes of f
+	fileNext   uint64 // NodeSeq the next line of f must carry
+	needRepair bool   // f may hold bytes past fSize, or its fd is unusable
+}
+
+// Open opens (creating it if needed) the log in o.Dir. It checks every segment, truncates a
+// torn tail of the last one, and continues the sequence after the last durable record. It
+// returns an error wrapping ErrCorrupt if an acknowledged record is damaged.
+func Open(o Options) (*Log, error) {
+	if o.Dir == "" {
+		return nil, errors.New("audit: Options.Dir is required")
+	}
+	if o.NodeID == "" {
+		return nil, errors.New("audit: Options.NodeID is required")
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = DefaultMaxBatch
+	}
+	if o.SegmentSize <= 0 {
+		o.SegmentSize = DefaultSegmentSize
+	}
+	if o.ShipInterval <= 0 {
+		o.ShipInterval = DefaultShipInterval
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("audit: create directory: %w", err)
+	}
+	segs, err := listSegments(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	l := &Log{
+		o:        o,
+		log:      o.Log,
+		flushReq: make(chan struct{}, 1),
+		kick:     make(chan struct{}, 1),
+		stop:     make(chan struct{}),
+		stopped:  make(chan struct{}),
+		cur:      newGroup(),
+	}
+
+	var last uint64 // NodeSeq of the last record found
+	var lastSize int64
+	for i, s := range segs {
+		isLast := i == len(segs)-1
+		sc, err := scanSegment(s, o.NodeID, isLast)
+		if err != nil {
+			return nil, err
+		}
+		if sc.count > 0 {
+			if sc.first != s.first {
+				return nil, fmt.Errorf("%w: %s: first record has NodeSeq %d, want %d", ErrCorrupt, s.path, sc.first, s.first)
+			}
+			if sc.first <= last {
+				return nil, fmt.Errorf("%w: %s: NodeSeq %d does not follow %d of the previous segment", ErrCorrupt, s.path, sc.first, last)
+			}
+			last = sc.last
+		}
+		if isLast {
+			lastSize = sc.size
+			if sc.torn > 0 {
+				if err := truncateFile(s.path, sc.size); err != nil {
+					return nil, fmt.Errorf("audit: truncate torn tail: %w", err)
+				}
+				l.log.Warn("audit: dropped the torn tail of the last segment", "file", s.path, "bytes", sc.torn, "last_seq", last)
+			}
+		}
+	}
+
+	if len(segs) == 0 {
+		s := segment{first: 1, path: segPath(o.Dir, 1)}
+		f, err := os.OpenFile(s.path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("audit: create segment: %w", err)
+		}
+		if err := syncDir(o.Dir); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("audit: %w", err)
+		}
+		f.Close()
+		segs = []segment{s}
+	}
+	active := segs[len(segs)-1]
+	f, err := os.OpenFile(active.path, os.O_WRONLY, 0)
+	if err != nil {
+		return nil, fmt.Errorf("audit: open active segment: %w", err)
+	}
+	l.f, l.fPath, l.fSize = f, active.path, lastSize
+	l.fileNext = max(last+1, active.first)
+	l.nextSeq = l.fileNext
+	l.durableSeq = l.nextSeq - 1
+	l.committed = segs[0].first - 1 // older segments were deleted once committed
+	l.segs = segs
+	l.activeSize = lastSize
+
+	go l.writer()
+	return l, nil
+}
+
+// Append stamps r with this node's NodeID and next NodeSeq, writes it and returns it once it
+// is fsynced. It returns an error wrapping ErrUnavailable if the record could not be made
+// durable, ErrClosed after Close, or ctx's error if ctx ends first (the record may then still
+// become durable and be shipped; the caller must fail its request all the same).
+func (l *Log) Append(ctx context.Context, r fsm.AuditRecord) (fsm.AuditRecord, error) {
+	if err := ctx.Err(); err != nil {
+		return fsm.AuditRecord{}, err
+	}
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return fsm.AuditRecord{}, ErrClosed
+	}
+	r.NodeID = l.o.NodeID
+	r.NodeSeq = l.nextSeq
+	buf, err := appendLine(l.buf, &r)
+	if err != nil {
+		l.mu.Unlock()
+		return fsm.AuditRecord{}, fmt.Errorf("audit: encode record: %w", err)
+	}
+	if len(l.buf) == 0 {
+		l.bufFirst = r.NodeSeq
+	}
+	l.buf = buf
+	l.nextSeq++
+	g := l.cur
+	l.mu.Unlock()
+
+	select {
+	case l.flushReq <- struct{}{}:
+	default:
+	}
+	select {
+	case <-g.done:
+		if g.err != nil {
+			return fsm.AuditRecord{}, g.err
+		}
+		return r, nil
+	case <-ctx.Done():
+		return fsm.AuditRecord{}, ctx.Err()
+	}
+}
+
+// Pending is the number of durable records not yet known to be committed by the cluster.
+func (l *Log) Pending() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.durableSeq <= l.committed {
+		return 0
+	}
+	return int(l.durableSeq - l.committed)
+}
+
+// LastSeq is the highest NodeSeq appended (durably), or skipped over.
+func (l *Log) LastSeq() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.durableSeq
+}
+
+// Close makes the records already handed to Append durable, stops the writer and closes the
+// active segment. Later Appends get ErrClosed; a running Run returns. Close is idempotent.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	l.mu.Unlock()
+	close(l.stop)
+	<-l.stopped
+	if err := l.f.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
+		return fmt.Errorf("audit: close segment: %w", err)
+	}
+	return nil
+}
+
+// writer is the goroutine that writes and fsyncs groups of records.
+func (l *Log) writer() {
+	defer close(l.stopped)
+	for {
+		select {
+		case <-l.flushReq:
+			l.flush()
+		case <-l.stop:
+			l.flush() // Append refuses new records now: this drains
+			if l.needRepair {
+				l.mu.Lock()
+				hook := l.hook
+				l.mu.Unlock()
+				if err := l.repair(hook); err != nil {
+					l.log.Warn("audit: cannot repair the active segment before closing", "file", l.fPath, "err", err)
+				}
+			}
+			return
+		}
+	}
+}
+
+// flush writes and fsyncs the records buffered so far as one group, and carries out a pending
+// skip of the sequence.
+func (l *Log) flush() {
+	l.mu.Lock()
+	data, g, first, last := l.buf, l.cur, l.bufFirst, l.nextSeq-1
+	if len(data) > 0 {
+		l.buf, l.spare = l.spare[:0], nil
+		l.cur = newGroup()
+	}
+	bump := l.bumpTo
+	if bump > l.nextSeq {
+		l.nextSeq = bump
+		l.durableSeq = max(l.durableSeq, bump-1)
+	} else {
+		bump = 0
+	}
+	l.bumpTo = 0
+	hook := l.hook
+	l.mu.Unlock()
+	if len(data) == 0 && bump == 0 {
+		return
+	}
+
+	var err error
+	if len(data) > 0 {
+		err = l.writeGroup(data, first, last, hook)
+		if err != nil && l.needRepair {
+			// Cut the failed lines off now rather than at the next write: they must not
+			// outlive the error the Appends get (they may claim accesses that were refused).
+			if rerr := l.repair(hook); rerr != nil {
+				l.log.Warn("audit: cannot repair the active segment yet", "file", l.fPath, "err", rerr)
+			}
+		}
+	}
+	if bump != 0 {
+		// Persist the skip as an empty segment named after it. If this fails, the next
+		// write, whose first NodeSeq no longer follows the active segment, tries again.
+		if berr := l.startSegment(bump, hook); berr != nil {
+			l.log.Error("audit: cannot start a segment after skipping the sequence ahead", "next_seq", bump, "err", berr)
+		}
+	}
+
+	l.mu.Lock()
+	l.activeSize = l.fSize
+	if len(data) > 0 {
+		if err == nil {
+			l.durableSeq = max(l.durableSeq, last)
+		} else {
+			err = fmt.Errorf("%w: %v", ErrUnavailable, err)
+			// The records buffered meanwhile carry NodeSeqs after the ones that failed: fail
+			// them too, and hand the failed numbers out again so the sequence stays gapless.
+			if len(l.buf) > 0 {
+				l.cur.err = err
+				close(l.cur.done)
+				l.cur = newGroup()
+				l.buf = l.buf[:0]
+			}
+			l.nextSeq = l.durableSeq + 1
+		}
+		if cap(data) <= maxSpare {
+			l.spare = data[:0]
+		}
+	}
+	l.mu.Unlock()
+
+	if len(data) > 0 {
+		g.err = err
+		close(g.done)
+		if err != nil {
+			l.log.Warn("audit: writing records failed; appends fail until the disk recovers", "first_seq", first, "last_seq", last, "err", err)
+			return
+		}
+	}
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+}
+
+// writeGroup appends data (the lines of NodeSeq first..last) to the active segment, starting
+// a new segment first if needed, and fsyncs it.
+func (l *Log) writeGroup(data []byte, first, last uint64, hook hookFunc) error {
+	if l.needRepair {
+		if err := l.repair(hook); err != nil {
+			return err
+		}
+	}
+	if first != l.fileNext || l.fSize >= l.o.SegmentSize {
+		if err := l.startSegment(first, hook); err != nil {
+			return err
+		}
+	}
+	l.needRepair = true // until the group is durable
+	if err := runHook(hook, "write", l.f); err != nil {
+		return err
+	}
+	if _, err := l.f.WriteAt(data, l.fSize); err != nil {
+		return err
+	}
+	if err := runHook(hook, "sync", l.f); err != nil {
+		return err
+	}
+	l.syncs.Add(1)
+	if err := l.f.Sync(); err != nil {
+		return err
+	}
+	l.needRepair = false
+	l.fSize += int64(len(data))
+	l.fileNext = last + 1
+	return nil
+}
+
+// startSegment makes a new, empty segment named first the active one.
+func (l *Log) startSegment(first uint64, hook hookFunc) error {
+	if l.needRepair {
+		if err := l.repair(hook); err != nil {
+			return err
+		}
+	}
+	if l.fSize == 0 && l.fileNext == first {
+		return nil // the active segment is already the one
+	}
+	path := segPath(l.o.Dir, first)
+	if err := runHook(hook, "create", nil); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	old := l.f
+	l.f, l.fPath, l.fSize, l.fileNext = f, path, 0, first
+	l.mu.Lock()
+	l.segs = append(l.segs, segment{first: first, path: path})
+	l.activeSize = 0
+	l.mu.Unlock()
+	old.Close() // fsynced already; a close error loses nothing
+	if err := runHook(hook, "dirsync", nil); err != nil {
+		l.needRepair = true
+		return err
+	}
+	if err := syncDir(l.o.Dir); err != nil {
+		l.needRepair = true
+		return err
+	}
+	return nil
+}
+
+// repair brings the active segment back to its durable size after a failed write, through a
+// fresh file descriptor in case the old one is unusable.
+func (l *Log) repair(hook hookFunc) error {
+	if err := runHook(hook, "repair", l.f); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(l.fPath, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	if err := f.Truncate(l.fSize); err != nil {
+		f.Close()
+		return err
+	}
+	l.syncs.Add(1)
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := syncDir(l.o.Dir); err != nil {
+		f.Close()
+		return err
+	}
+	l.f.Close()
+	l.f = f
+	l.needRepair = false
+	l.log.Info("audit: active segment repaired after a failed write", "file", l.fPath, "size", l.fSize)
+	return nil
+}
+
+func runHook(h hookFunc, op string, f *os.File) error {
+	if h == nil {
+		return nil
+	}
+	return h(op, f)
+}

@@ -1,0 +1,264 @@
+package audit
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"time"
+
+	"github.com/keyward/keyward/fsm"
+)
+
+// ShipDeps is what Run needs from the cluster.
+type ShipDeps struct {
+	// Ship commits records (in NodeSeq order) to the cluster; nil error means committed.
+	Ship func(ctx context.Context, recs []fsm.AuditRecord) error
+	// Committed returns the highest NodeSeq of this node the cluster has committed (from the
+	// local FSM state).
+	Committed func() uint64
+}
+
+// Run ships durable records to the cluster until ctx ends or the Log is closed. Each round it
+// asks Committed for the cluster's mark, deletes the segment files all of whose records are at
+// or below it, reads up to MaxBatch records above it from the segments and hands them to Ship.
+// It runs again right after records become durable, and every ShipInterval. When Ship fails
+// it retries the same records (less those Committed reports meanwhile) with exponential
+// backoff, logging at warn without record content. At most one Run may be active per Log.
+func (l *Log) Run(ctx context.Context, d ShipDeps) {
+	if !l.running.CompareAndSwap(false, true) {
+		l.log.Error("audit: Run called while another Run is active")
+		return
+	}
+	defer l.running.Store(false)
+	rd := &reader{l: l}
+	defer rd.close()
+	tick := time.NewTicker(l.o.ShipInterval)
+	defer tick.Stop()
+
+	var retry []fsm.AuditRecord // the batch whose Ship failed
+	var backoff time.Duration
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-l.stop:
+			return
+		default:
+		}
+		if d.Committed != nil {
+			l.observeCommitted(d.Committed())
+		}
+		committed := l.collect(rd)
+
+		for len(retry) > 0 && retry[0].NodeSeq <= committed {
+			retry = retry[1:]
+		}
+		batch := retry
+		if len(batch) == 0 {
+			recs, err := rd.read(committed+1, l.o.MaxBatch)
+			if err != nil {
+				l.log.Error("audit: cannot read records to ship", "err", err)
+				if !l.sleep(ctx, &backoff) {
+					return
+				}
+				continue
+			}
+			batch = recs
+		}
+		if len(batch) == 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-l.stop:
+				return
+			case <-l.kick:
+			case <-tick.C:
+			}
+			continue
+		}
+
+		if err := d.Ship(ctx, batch); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			retry = batch
+			l.log.Warn("audit: shipping records failed; retrying", "err", err, "records", len(batch),
+				"first_seq", batch[0].NodeSeq, "last_seq", batch[len(batch)-1].NodeSeq)
+			if !l.sleep(ctx, &backoff) {
+				return
+			}
+			continue
+		}
+		retry, backoff = nil, 0
+		l.markCommitted(batch[len(batch)-1].NodeSeq)
+	}
+}
+
+// sleep waits out the next backoff step; false if ctx ended or the Log closed.
+func (l *Log) sleep(ctx context.Context, backoff *time.Duration) bool {
+	*backoff = min(max(*backoff*2, minBackoff), maxBackoff)
+	t := time.NewTimer(*backoff)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-l.stop:
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func (l *Log) markCommitted(seq uint64) {
+	l.mu.Lock()
+	l.committed = max(l.committed, seq)
+	l.mu.Unlock()
+}
+
+// observeCommitted takes in the cluster's committed mark. A mark at or above the next NodeSeq
+// means the cluster holds records of this NodeID that this log never wrote: the sequence must
+// skip ahead of them, or the FSM would drop new records as duplicates.
+func (l *Log) observeCommitted(c uint64) {
+	l.mu.Lock()
+	l.committed = max(l.committed, c)
+	skip := c >= l.nextSeq && c+1 > l.bumpTo
+	next := l.nextSeq
+	if skip {
+		l.bumpTo = c + 1
+	}
+	l.mu.Unlock()
+	if skip {
+		l.log.Error("audit: the cluster has committed audit records of this node beyond the local log; skipping the sequence ahead (was the audit directory lost or the node id reused?)",
+			"node_id", l.o.NodeID, "committed_seq", c, "local_next_seq", next)
+		select {
+		case l.flushReq <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// collect deletes the segments (never the active one) all of whose records are committed and
+// returns the committed mark.
+func (l *Log) collect(rd *reader) uint64 {
+	l.mu.Lock()
+	committed := l.committed
+	var dead []segment
+	for len(l.segs) > 1 && l.segs[1].first-1 <= committed {
+		dead = append(dead, l.segs[0])
+		l.segs = l.segs[1:]
+	}
+	l.mu.Unlock()
+	for _, s := range dead {
+		if rd.f != nil && rd.seg.path == s.path {
+			rd.close()
+		}
+		if err := os.Remove(s.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			l.log.Warn("audit: cannot delete a committed segment", "file", s.path, "err", err)
+		}
+	}
+	if len(dead) > 0 {
+		if err := syncDir(l.o.Dir); err != nil {
+			l.log.Warn("audit: cannot sync the directory after deleting segments", "err", err)
+		}
+	}
+	return committed
+}
+
+// reader reads records back from the segments for Run, remembering where it stopped so that
+// consecutive batches do not rescan a segment.
+type reader struct {
+	l    *Log
+	f    *os.File
+	seg  segment
+	off  int64  // offset in f of the next unread line
+	next uint64 // every record before off has NodeSeq < next
+}
+
+func (rd *reader) close() {
+	if rd.f != nil {
+		rd.f.Close()
+		rd.f = nil
+	}
+}
+
+func (rd *reader) open(s segment) error {
+	rd.close()
+	f, err := os.Open(s.path)
+	if err != nil {
+		return err
+	}
+	rd.f, rd.seg, rd.off = f, s, 0
+	return nil
+}
+
+// read returns up to max durable records with NodeSeq >= from, in order.
+func (rd *reader) read(from uint64, max int) ([]fsm.AuditRecord, error) {
+	l := rd.l
+	l.mu.Lock()
+	segs := append([]segment(nil), l.segs...)
+	activeSize := l.activeSize
+	l.mu.Unlock()
+
+	idx := -1
+	if rd.f != nil {
+		idx = sort.Search(len(segs), func(i int) bool { return segs[i].first >= rd.seg.first })
+		if idx == len(segs) || segs[idx].path != rd.seg.path {
+			idx = -1
+		}
+	}
+	if idx < 0 || rd.next != from {
+		idx = sort.Search(len(segs), func(i int) bool { return segs[i].first > from }) - 1
+		if idx < 0 {
+			idx = 0
+		}
+		if err := rd.open(segs[idx]); err != nil {
+			return nil, err
+		}
+		rd.next = from
+	}
+
+	var out []fsm.AuditRecord
+	for {
+		active := idx == len(segs)-1
+		n := int64(1<<62) - rd.off
+		if active {
+			n = activeSize - rd.off // never read past what is durable
+		}
+		if n > 0 {
+			br := bufio.NewReaderSize(io.NewSectionReader(rd.f, rd.off, n), 64<<10)
+			for len(out) < max {
+				line, err := readLine(br)
+				if len(line) == 0 && errors.Is(err, io.EOF) {
+					break
+				}
+				if err != nil && !errors.Is(err, io.EOF) {
+					rd.close()
+					return nil, err
+				}
+				r, derr := decodeRecord(line, l.o.NodeID)
+				if derr != nil {
+					off := rd.off
+					rd.close()
+					return nil, fmt.Errorf("%w: %s at offset %d: %v", ErrCorrupt, rd.seg.path, off, derr)
+				}
+				rd.off += int64(len(line))
+				if r.NodeSeq < rd.next {
+					continue
+				}
+				out = append(out, r)
+				rd.next = r.NodeSeq + 1
+			}
+		}
+		if len(out) >= max || active {
+			return out, nil
+		}
+		idx++
+		if err := rd.open(segs[idx]); err != nil {
+			return nil, err
+		}
+	}
+}
