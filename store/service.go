@@ -57,11 +57,11 @@ type Deps struct {
 	Audit  Auditor
 	NodeID string
 	// JWT verifies JWT logins (nil: JWT login off).
-	JWT JWTVerifier
-	Sealer   Sealer
-	Log      *slog.Logger
-	Now      func() time.Time // defaults to time.Now
-	NewID    func() string    // defaults to random UUIDs
+	JWT    JWTVerifier
+	Sealer Sealer
+	Log    *slog.Logger
+	Now    func() time.Time // defaults to time.Now
+	NewID  func() string    // defaults to random UUIDs
 }
 
 // Service is the secret service of one node.

@@ -37,7 +37,7 @@ type Cluster struct {
 	IDs       []string // node ids: n1, n2, ...
 	GossipKey string
 	KEKFile   string
-	Token     string // admin token, after Init
+	Token     string      // admin token, after Init
 	TLS       *tls.Config // client TLS trusting the cluster CA
 	net       string      // 127.X.0 prefix
 	next      int
