@@ -109,10 +109,17 @@ type ChainReport struct {
 }
 
 // VerifyChain recomputes the hash chain over an export's lines (batch headers, each followed
-// by its records) and names the first break.
+// by its records) and names the first break. After retention pruned the oldest batches, the
+// first remaining batch's Prev is the anchor.
 func VerifyChain(lines []AuditExportLine) ChainReport {
 	var rep ChainReport
 	prev := ""
+	for _, l := range lines {
+		if l.Batch != nil {
+			prev = l.Batch.Prev
+			break
+		}
+	}
 	var cur *fsm.AuditBatch
 	var recs []fsm.AuditRecord
 	check := func() bool {
@@ -160,4 +167,13 @@ func (s *Service) AuditVerify(ctx context.Context) (ChainReport, error) {
 		return ChainReport{}, err
 	}
 	return VerifyChain(lines), nil
+}
+
+// PruneAudit drops committed audit batches older than retention; the leader calls it.
+func (s *Service) PruneAudit(ctx context.Context, retention time.Duration) error {
+	res, err := s.propose(ctx, fsm.MustEncode(fsm.CmdPruneAudit, fsm.PruneAudit{Before: s.d.Now().Add(-retention).UnixNano()}))
+	if err != nil {
+		return err
+	}
+	return res.Err
 }

@@ -75,7 +75,9 @@ func TestAuthorizationTable(t *testing.T) {
 	}
 	st := f.State()
 	sec, _ := st.SecretByPath("prod/eu/db")
-	svc := func(id string, roles ...string) Caller { return Caller{Type: fsm.PrincipalService, ID: id, Roles: roles} }
+	svc := func(id string, roles ...string) Caller {
+		return Caller{Type: fsm.PrincipalService, ID: id, Roles: roles}
+	}
 	user := func(id string, roles ...string) Caller { return Caller{Type: fsm.PrincipalUser, ID: id, Roles: roles} }
 	cases := []struct {
 		name   string

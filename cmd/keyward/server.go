@@ -154,6 +154,9 @@ func serve(ctx context.Context, cfg *serverConfig, log *slog.Logger) error {
 	if cfg.dev {
 		go devInit(ctx, svc, node, cfg.devRootToken, log)
 	}
+	if cfg.auditKeep > 0 {
+		go pruneAudit(ctx, svc, node, cfg.auditKeep, log)
+	}
 	reg := newMetrics(node, machine, envelope, auditLog)
 	handler := api.New(api.Deps{
 		Secrets: svc, Identity: svc, Accounts: svc, Health: healthSource{node: node, fsm: machine}, Cluster: node,
@@ -232,6 +235,24 @@ func devInit(ctx context.Context, svc *store.Service, node *cluster.Node, rootTo
 		fmt.Fprintf(os.Stderr, "\nDev root token (shown once): %s\n    export KEYWARD_TOKEN=%s\n\n", l.Token, l.Token)
 	}
 	log.Info("dev mode: cluster initialized", "admin", l.Principal)
+}
+
+// pruneAudit applies audit retention from the leader, a few times per retention period.
+func pruneAudit(ctx context.Context, svc *store.Service, node *cluster.Node, keep time.Duration, log *slog.Logger) {
+	t := time.NewTicker(min(max(keep/10, time.Second), time.Hour))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if node.LeaderReady() {
+			if err := svc.PruneAudit(ctx, keep); err != nil {
+				log.Warn("audit retention", "err", err)
+			}
+		}
+	}
 }
 
 // advertisedURL is the API URL other nodes hand out: --advertise-http, or the listen address

@@ -49,6 +49,7 @@ type serverConfig struct {
 	autoSnapKeep int
 	deadCleanup  time.Duration
 	pprofAddr    string
+	auditKeep    time.Duration
 }
 
 func serverFlags(c *serverConfig, stderr io.Writer) *flag.FlagSet {
@@ -84,6 +85,7 @@ func serverFlags(c *serverConfig, stderr io.Writer) *flag.FlagSet {
 	fs.DurationVar(&c.autoSnapInt, "auto-snapshot-interval", time.Hour, "interval of automatic snapshot files")
 	fs.IntVar(&c.autoSnapKeep, "auto-snapshot-retain", 24, "automatic snapshot files to keep")
 	fs.DurationVar(&c.deadCleanup, "dead-server-cleanup", 0, "remove a voter dead this long if at least three voters remain (0: off)")
+	fs.DurationVar(&c.auditKeep, "audit-retention", 0, "drop committed audit records older than this (0: keep forever)")
 	fs.StringVar(&c.pprofAddr, "pprof-addr", "", "serve Go's net/http/pprof on this (loopback) address, for profiling (off when empty)")
 	return fs
 }
