@@ -45,7 +45,7 @@ func TestAuditRetentionKeepsAVerifiableChain(t *testing.T) {
 	if rep := VerifyChain(export()); !rep.OK || rep.Batches != 4 || rep.Records != 12 {
 		t.Fatalf("before pruning: %+v", rep)
 	}
-	apply(fsm.CmdPruneAudit, fsm.PruneAudit{Before: 250}) // batches 1 and 2 end before 250
+	apply(fsm.CmdPruneAudit, fsm.PruneAudit{Before: 150}) // batches 1 and 2 end before 150
 	rep := VerifyChain(export())
 	if !rep.OK || rep.Batches != 2 || rep.Records != 6 {
 		t.Fatalf("after pruning: %+v", rep)
