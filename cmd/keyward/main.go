@@ -48,8 +48,13 @@ func (x cli) run(args []string) int {
 		return x.tls(args[1:])
 	case "version":
 		return x.version(args[1:])
+	case "auth":
+		return x.auth(args[1:])
 	case "help", "-h", "-help", "--help":
 		return x.help(args[1:])
+	}
+	if g, ok := identityGroup(args[0]); ok {
+		return x.runGroup(g, args[1:])
 	}
 	fmt.Fprintf(x.stderr, "error: unknown command %q\n\n", args[0])
 	x.usage(x.stderr)
@@ -75,6 +80,11 @@ func (x cli) help(args []string) int {
 	case args[0] == "version":
 		fmt.Fprintln(x.stdout, "Usage: keyward version\n\nPrints the version of this binary.")
 		return 0
+	case args[0] == "auth":
+		return x.auth(append(args[1:len(args):len(args)], "--help"))
+	}
+	if g, ok := identityGroup(args[0]); ok {
+		return x.runGroup(g, append(args[1:len(args):len(args)], "--help"))
 	}
 	fmt.Fprintf(x.stderr, "error: unknown help topic %q\n\n", args[0])
 	x.usage(x.stderr)
@@ -90,7 +100,16 @@ Commands:
   secret    read and write secrets: put, get, list, versions, destroy, delete, restore
   cluster   inspect and change the cluster: members, peers, status, join, remove, transfer-leader
   snapshot  back up and restore the cluster's state: save, restore, force
-  operator  offline tools: recover (lost quorum), keygen (gossip key)
+  operator  init (the first admin token); offline: recover (lost quorum), keygen (gossip key)
+  login     log in and print a token: userpass, approle, jwt
+  token     the current token: self, renew, revoke
+  user      users: create, delete, list
+  service   service principals (mTLS, AppRole and JWT identities): create, delete, list
+  role      roles and their members: create, delete, add-member, remove-member, list
+  policy    grants of actions on secrets and path patterns: grant, revoke, list
+  approle   AppRoles for workload logins: create, secret-id, delete, list
+  auth      configure login methods: jwt set, jwt delete
+  audit     the audit log: list, export, verify
   bench     generate load against nodes and report throughput, latency and memory
   tls       create a cluster CA and node certificates: ca create, cert create
   version   print the version of this binary

@@ -22,8 +22,8 @@ import (
 func operatorGroup() commandGroup {
 	return commandGroup{
 		name:     "operator",
-		summary:  "Offline tools for operators; they talk to no server.",
-		commands: []subcommand{operatorRecoverCommand(), operatorKeygenCommand()},
+		summary:  "Tools for operators: init talks to a server; recover and keygen are offline and talk to none.",
+		commands: []subcommand{operatorInitCommand(), operatorRecoverCommand(), operatorKeygenCommand()},
 	}
 }
 
