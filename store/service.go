@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -217,7 +218,10 @@ func fsmError(err error, cas *uint64) error {
 	case errors.As(err, &ce) && ce.UserCAS && cas != nil:
 		return &CASError{Expected: *cas, Current: ce.Current}
 	case errors.Is(err, fsm.ErrNotFound):
-		return fmt.Errorf("%w: %w", ErrNotFound, err)
+		if detail := strings.TrimSuffix(err.Error(), ": "+fsm.ErrNotFound.Error()); detail != err.Error() {
+			return fmt.Errorf("%s: %w", detail, ErrNotFound)
+		}
+		return ErrNotFound
 	case errors.Is(err, fsm.ErrDeleted):
 		return ErrDeleted
 	case errors.Is(err, fsm.ErrNotDeleted):

@@ -152,7 +152,9 @@ type Log struct {
 	// Owned by the writer goroutine (by Open before it starts, by Close after it exits).
 	f          *os.File // active segment
 	fPath      string
-	fSize      int64  // durable bytes of f
+	fSize      int64  // durable bytes of f: its records
+	fAlloc     int64  // f's durable file size; the bytes from fSize to it are zeros
+	fDirty     int64  // end of what a failed write may have left past fSize
 	fileNext   uint64 // NodeSeq the next line of f must carry
 	needRepair bool   // f may hold bytes past fSize, or its fd is unusable
 }
@@ -216,33 +218,47 @@ func Open(o Options) (*Log, error) {
 		if isLast {
 			lastSize = sc.size
 			if sc.torn > 0 {
-				if err := truncateFile(s.path, sc.size); err != nil {
-					return nil, fmt.Errorf("audit: truncate torn tail: %w", err)
+				// Zero it rather than truncate: the segment keeps its preallocated space.
+				if err := zeroRange(s.path, sc.size, sc.size+sc.torn); err != nil {
+					return nil, fmt.Errorf("audit: clear torn tail: %w", err)
 				}
 				l.log.Warn("audit: dropped the torn tail of the last segment", "file", s.path, "bytes", sc.torn, "last_seq", last)
 			}
 		}
 	}
 
+	var f *os.File
 	if len(segs) == 0 {
 		s := segment{first: 1, path: segPath(o.Dir, 1)}
-		f, err := os.OpenFile(s.path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		f, err = l.createSegment(s.path, nil)
 		if err != nil {
+			if f != nil {
+				f.Close()
+			}
 			return nil, fmt.Errorf("audit: create segment: %w", err)
 		}
-		if err := syncDir(o.Dir); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("audit: %w", err)
-		}
-		f.Close()
 		segs = []segment{s}
+	} else {
+		f, err = os.OpenFile(segs[len(segs)-1].path, os.O_WRONLY, 0)
+		if err != nil {
+			return nil, fmt.Errorf("audit: open active segment: %w", err)
+		}
+		if lastSize < o.SegmentSize {
+			// Written by a version that did not preallocate, or preallocation failed.
+			l.preallocate(f)
+			if err := f.Sync(); err != nil {
+				f.Close()
+				return nil, fmt.Errorf("audit: sync active segment: %w", err)
+			}
+		}
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("audit: %w", err)
 	}
 	active := segs[len(segs)-1]
-	f, err := os.OpenFile(active.path, os.O_WRONLY, 0)
-	if err != nil {
-		return nil, fmt.Errorf("audit: open active segment: %w", err)
-	}
-	l.f, l.fPath, l.fSize = f, active.path, lastSize
+	l.f, l.fPath, l.fSize, l.fAlloc, l.fDirty = f, active.path, lastSize, st.Size(), lastSize
 	l.fileNext = max(last+1, active.first)
 	l.nextSeq = l.fileNext
 	l.durableSeq = l.nextSeq - 1
@@ -255,7 +271,7 @@ func Open(o Options) (*Log, error) {
 }
 
 // Append stamps r with this node's NodeID and next NodeSeq, writes it and returns it once it
-// is fsynced. It returns an error wrapping ErrUnavailable if the record could not be made
+// is durable (fdatasync). It returns an error wrapping ErrUnavailable if the record could not be made
 // durable, ErrClosed after Close, or ctx's error if ctx ends first (the record may then still
 // become durable and be shipped; the caller must fail its request all the same).
 func (l *Log) Append(ctx context.Context, r fsm.AuditRecord) (fsm.AuditRecord, error) {
@@ -447,6 +463,8 @@ func (l *Log) writeGroup(data []byte, first, last uint64, hook hookFunc) error {
 		}
 	}
 	l.needRepair = true // until the group is durable
+	end := l.fSize + int64(len(data))
+	l.fDirty = max(l.fDirty, end)
 	if err := runHook(hook, "write", l.f); err != nil {
 		return err
 	}
@@ -457,13 +475,46 @@ func (l *Log) writeGroup(data []byte, first, last uint64, hook hookFunc) error {
 		return err
 	}
 	l.syncs.Add(1)
-	if err := l.f.Sync(); err != nil {
+	// Within the preallocated space only data changes: fdatasync suffices. Past it (a group
+	// crossing SegmentSize, or preallocation failed) fdatasync makes the new size durable too.
+	if err := datasync(l.f); err != nil {
 		return err
 	}
 	l.needRepair = false
-	l.fSize += int64(len(data))
+	l.fSize, l.fDirty = end, end
+	l.fAlloc = max(l.fAlloc, end)
 	l.fileNext = last + 1
 	return nil
+}
+
+// createSegment creates the segment file path, preallocates it, and makes it and its
+// directory entry durable. It may return the file along with an error: the file exists then
+// but is not known to be durable.
+func (l *Log) createSegment(path string, hook hookFunc) (*os.File, error) {
+	if err := runHook(hook, "create", nil); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	l.preallocate(f)
+	if err := f.Sync(); err != nil {
+		return f, err
+	}
+	if err := runHook(hook, "dirsync", nil); err != nil {
+		return f, err
+	}
+	return f, syncDir(l.o.Dir)
+}
+
+// preallocate extends f to SegmentSize with zeros, reserving its blocks, so that appends
+// change neither its size nor its block map and fdatasync has only data to write. Without
+// it appends still work, only each sync costs more; so a failure (a full disk) is logged.
+func (l *Log) preallocate(f *os.File) {
+	if err := allocate(f, l.o.SegmentSize); err != nil {
+		l.log.Warn("audit: cannot preallocate the segment; appending without", "file", f.Name(), "size", l.o.SegmentSize, "err", err)
+	}
 }
 
 // startSegment makes a new, empty segment named first the active one.
@@ -477,33 +528,31 @@ func (l *Log) startSegment(first uint64, hook hookFunc) error {
 		return nil // the active segment is already the one
 	}
 	path := segPath(l.o.Dir, first)
-	if err := runHook(hook, "create", nil); err != nil {
+	f, err := l.createSegment(path, hook)
+	if f == nil {
 		return err
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
+	var alloc int64
+	if st, serr := f.Stat(); serr == nil {
+		alloc = st.Size()
 	}
 	old := l.f
-	l.f, l.fPath, l.fSize, l.fileNext = f, path, 0, first
+	l.f, l.fPath, l.fSize, l.fAlloc, l.fDirty, l.fileNext = f, path, 0, alloc, 0, first
 	l.mu.Lock()
 	l.segs = append(l.segs, segment{first: first, path: path})
 	l.activeSize = 0
 	l.mu.Unlock()
-	old.Close() // fsynced already; a close error loses nothing
-	if err := runHook(hook, "dirsync", nil); err != nil {
-		l.needRepair = true
-		return err
-	}
-	if err := syncDir(l.o.Dir); err != nil {
-		l.needRepair = true
+	old.Close() // synced already; a close error loses nothing
+	if err != nil {
+		l.needRepair = true // repair syncs the file and the directory
 		return err
 	}
 	return nil
 }
 
-// repair brings the active segment back to its durable size after a failed write, through a
-// fresh file descriptor in case the old one is unusable.
+// repair brings the active segment back to its durable state after a failed write (its
+// records, then zeros up to its preallocated size), through a fresh file descriptor in case
+// the old one is unusable.
 func (l *Log) repair(hook hookFunc) error {
 	if err := runHook(hook, "repair", l.f); err != nil {
 		return err
@@ -512,7 +561,12 @@ func (l *Log) repair(hook hookFunc) error {
 	if err != nil {
 		return err
 	}
-	if err := f.Truncate(l.fSize); err != nil {
+	alloc := max(l.fAlloc, l.fSize)
+	if err := f.Truncate(alloc); err != nil { // what a failed write appended past it
+		f.Close()
+		return err
+	}
+	if err := writeZeros(f, l.fSize, min(l.fDirty, alloc)); err != nil { // what it wrote within
 		f.Close()
 		return err
 	}
@@ -527,6 +581,7 @@ func (l *Log) repair(hook hookFunc) error {
 	}
 	l.f.Close()
 	l.f = f
+	l.fAlloc, l.fDirty = alloc, l.fSize
 	l.needRepair = false
 	l.log.Info("audit: active segment repaired after a failed write", "file", l.fPath, "size", l.fSize)
 	return nil

@@ -1,6 +1,7 @@
 package audit_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -146,15 +147,23 @@ func TestReopenContinuesSequence(t *testing.T) {
 	}
 }
 
-// lastSegment returns the path and content of the newest segment file.
+// lastSegment returns the path and records (the content without the zeros of its
+// preallocated space) of the newest segment file.
 func lastSegment(t *testing.T, dir string) (string, []byte) {
 	t.Helper()
 	files := segFiles(t, dir)
-	b, err := os.ReadFile(files[len(files)-1])
+	return files[len(files)-1], segRecords(t, files[len(files)-1])
+}
+
+// segRecords returns the content of a segment file without the zeros of its preallocated
+// space.
+func segRecords(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return files[len(files)-1], b
+	return bytes.TrimRight(b, "\x00")
 }
 
 func TestTornTailIsDropped(t *testing.T) {
@@ -231,10 +240,7 @@ func TestCorruptionIsRefused(t *testing.T) {
 		appendN(t, l, 1, 10)
 		l.Close()
 		files := segFiles(t, dir)
-		b, err := os.ReadFile(files[0])
-		if err != nil {
-			t.Fatal(err)
-		}
+		b := segRecords(t, files[0])
 		if err := os.WriteFile(files[0], b[:len(b)-10], 0o600); err != nil {
 			t.Fatal(err)
 		}

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -144,9 +145,14 @@ func decodeRecord(line []byte, nodeID string) (fsm.AuditRecord, error) {
 }
 
 // readLine reads one line including its LF; at the end of input it returns the unterminated
-// rest (possibly empty) with io.EOF.
+// rest (possibly empty) with io.EOF. It stops early, returning what it read with errZero,
+// once the line turns out to hold a zero byte: such a line cannot check out, and it may be
+// the start of megabytes of preallocated zeros.
 func readLine(br *bufio.Reader) ([]byte, error) {
 	line, err := br.ReadSlice('\n')
+	if bytes.IndexByte(line, 0) >= 0 {
+		return line, errZero
+	}
 	if !errors.Is(err, bufio.ErrBufferFull) {
 		return line, err
 	}
@@ -154,20 +160,51 @@ func readLine(br *bufio.Reader) ([]byte, error) {
 	for errors.Is(err, bufio.ErrBufferFull) {
 		line, err = br.ReadSlice('\n')
 		long = append(long, line...)
+		if bytes.IndexByte(line, 0) >= 0 {
+			return long, errZero
+		}
 	}
 	return long, err
+}
+
+var errZero = errors.New("zero byte in line")
+
+// zeros is a block of zero bytes to write and compare with.
+var zeros [64 << 10]byte
+
+// allZero reports whether b holds only zero bytes.
+func allZero(b []byte) bool {
+	for len(b) > 0 {
+		n := min(len(b), len(zeros))
+		if !bytes.Equal(b[:n], zeros[:n]) {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
+}
+
+// nonZeroEnd is the length of b without its trailing zero bytes.
+func nonZeroEnd(b []byte) int {
+	for len(b) >= 64 && allZero(b[len(b)-64:]) {
+		b = b[:len(b)-64]
+	}
+	return len(bytes.TrimRight(b, "\x00"))
 }
 
 // scanResult describes a checked segment.
 type scanResult struct {
 	count       int
 	first, last uint64 // NodeSeq of its first and last record, if count > 0
-	size        int64  // bytes of whole, valid records
-	torn        int64  // bytes of the torn tail after them (last segment only)
+	size        int64  // bytes of whole, valid records: where the next record goes
+	torn        int64  // bytes after them, up to the last non-zero byte (last segment only)
 }
 
-// scanSegment checks every line of s. In the last segment a bad or unterminated line that no
-// valid line follows is a torn tail: it is reported in torn, not as an error.
+// scanSegment checks every line of s. The records end at the end of the file or at a zero
+// byte where a line would start: segments are preallocated, and space never written reads
+// as zeros. In the last segment a bad line after the records is the torn tail of an
+// unfinished write, reported in torn rather than as an error, if it holds a zero byte (part
+// of the write never reached the disk) or no valid line follows it.
 func scanSegment(s segment, nodeID string, last bool) (scanResult, error) {
 	var res scanResult
 	f, err := os.Open(s.path)
@@ -177,14 +214,35 @@ func scanSegment(s segment, nodeID string, last bool) (scanResult, error) {
 	defer f.Close()
 	br := bufio.NewReaderSize(f, 256<<10)
 	for {
-		line, err := readLine(br)
-		if len(line) == 0 && errors.Is(err, io.EOF) {
-			return res, nil
-		}
-		if err != nil && !errors.Is(err, io.EOF) {
+		c, err := br.Peek(1)
+		if len(c) == 0 {
+			if errors.Is(err, io.EOF) {
+				return res, nil
+			}
 			return res, fmt.Errorf("audit: read %s: %w", s.path, err)
 		}
-		r, derr := decodeRecord(line, nodeID)
+		if c[0] == 0 {
+			// The end of the records. Past it there must be only zeros, unless this is the
+			// last segment and a write was cut short.
+			end, _, err := scanRest(br, res.size)
+			if err != nil {
+				return res, fmt.Errorf("audit: read %s: %w", s.path, err)
+			}
+			if end > res.size && !last {
+				return res, fmt.Errorf("%w: %s: data after the end of the records at offset %d", ErrCorrupt, s.path, res.size)
+			}
+			res.torn = end - res.size
+			return res, nil
+		}
+		line, err := readLine(br)
+		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, errZero) {
+			return res, fmt.Errorf("audit: read %s: %w", s.path, err)
+		}
+		var r fsm.AuditRecord
+		derr := fmt.Errorf("%w: holds a zero byte", errBadLine)
+		if !errors.Is(err, errZero) {
+			r, derr = decodeRecord(line, nodeID)
+		}
 		if derr != nil && !errors.Is(derr, errBadLine) {
 			return res, fmt.Errorf("%w: %s at offset %d: %v", ErrCorrupt, s.path, res.size, derr)
 		}
@@ -192,14 +250,19 @@ func scanSegment(s segment, nodeID string, last bool) (scanResult, error) {
 			if !last {
 				return res, fmt.Errorf("%w: %s at offset %d (record %d of the file): %v", ErrCorrupt, s.path, res.size, res.count+1, derr)
 			}
-			rest, valid, verr := validLineFollows(br)
+			lineEnd := res.size + int64(len(line))
+			lineTorn := int64(nonZeroEnd(line)) // before the next read reuses line's memory
+			end, valid, verr := scanRest(br, lineEnd)
 			if verr != nil {
 				return res, fmt.Errorf("audit: read %s: %w", s.path, verr)
 			}
-			if valid {
+			if valid && !errors.Is(err, errZero) {
 				return res, fmt.Errorf("%w: %s at offset %d (record %d of the file): %v, and valid records follow it", ErrCorrupt, s.path, res.size, res.count+1, derr)
 			}
-			res.torn = int64(len(line)) + rest
+			res.torn = lineTorn
+			if end > lineEnd {
+				res.torn = end - res.size
+			}
 			return res, nil
 		}
 		if res.count > 0 && r.NodeSeq != res.last+1 {
@@ -214,35 +277,65 @@ func scanSegment(s segment, nodeID string, last bool) (scanResult, error) {
 	}
 }
 
-// validLineFollows reads the rest of br and reports whether any whole line in it checks out,
-// and how many bytes it read.
-func validLineFollows(br *bufio.Reader) (int64, bool, error) {
-	var n int64
+// scanRest reads the rest of br, which starts at offset off of its file. It returns the
+// offset just past the last non-zero byte in it (off if there is none), and whether a whole
+// line in it checks out.
+func scanRest(br *bufio.Reader, off int64) (end int64, valid bool, err error) {
+	end = off
+	var line []byte // the current line so far
+	skip := false   // the current line holds a zero byte: it cannot check out
 	for {
-		line, err := readLine(br)
-		n += int64(len(line))
-		if err != nil && !errors.Is(err, io.EOF) {
-			return n, false, err
+		chunk, rerr := br.ReadSlice('\n')
+		if n := nonZeroEnd(chunk); n > 0 {
+			end = off + int64(n)
 		}
-		if _, derr := lineBody(line); derr == nil {
-			return n, true, nil
+		off += int64(len(chunk))
+		if !valid && !skip {
+			if bytes.IndexByte(chunk, 0) >= 0 {
+				skip, line = true, line[:0]
+			} else {
+				line = append(line, chunk...)
+			}
 		}
-		if err != nil {
-			return n, false, nil
+		if len(chunk) > 0 && chunk[len(chunk)-1] == '\n' {
+			if !valid && !skip {
+				_, lerr := lineBody(line)
+				valid = lerr == nil
+			}
+			line, skip = line[:0], false
+		}
+		switch {
+		case rerr == nil || errors.Is(rerr, bufio.ErrBufferFull):
+		case errors.Is(rerr, io.EOF):
+			return end, valid, nil
+		default:
+			return end, valid, rerr
 		}
 	}
 }
 
-func truncateFile(path string, size int64) error {
+// zeroRange overwrites bytes [from, to) of the file at path with zeros and makes that durable.
+func zeroRange(path string, from, to int64) error {
 	f, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	if err := f.Truncate(size); err != nil {
+	if err := writeZeros(f, from, to); err != nil {
 		return err
 	}
 	return f.Sync()
+}
+
+func writeZeros(f *os.File, from, to int64) error {
+	for from < to {
+		n := min(to-from, int64(len(zeros)))
+		if _, err := f.WriteAt(zeros[:n], from); err != nil {
+			return err
+		}
+		from += n
+	}
+	return nil
 }
 
 func syncDir(dir string) error {

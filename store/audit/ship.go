@@ -231,11 +231,14 @@ func (rd *reader) read(from uint64, max int) ([]fsm.AuditRecord, error) {
 		if n > 0 {
 			br := bufio.NewReaderSize(io.NewSectionReader(rd.f, rd.off, n), 64<<10)
 			for len(out) < max {
+				if c, _ := br.Peek(1); len(c) == 1 && c[0] == 0 {
+					break // the preallocated rest of a segment
+				}
 				line, err := readLine(br)
 				if len(line) == 0 && errors.Is(err, io.EOF) {
 					break
 				}
-				if err != nil && !errors.Is(err, io.EOF) {
+				if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, errZero) {
 					rd.close()
 					return nil, err
 				}
