@@ -4,10 +4,17 @@
 // (invariant 4 of DEVELOPERS.md: fail closed). A Raft round trip per read would be too slow,
 // so a node appends its records to a local append-only log instead: [Log.Append] assigns the
 // record the node's next sequence number (fsm.AuditRecord.NodeSeq, strictly increasing from
-// 1 and gapless) and returns only once the record is fsynced. Appends that arrive while a
-// write is in flight share the next write and fsync (group commit), so the number of fsyncs
-// grows with time, not with the number of records. If the write or the fsync fails, every
+// 1 and gapless) and returns only once the record is durable. Appends that arrive while a
+// write is in flight share the next write and sync (group commit), so the number of syncs
+// grows with time, not with the number of records. If the write or the sync fails, every
 // Append of that group gets [ErrUnavailable] and the caller must fail its request.
+//
+// Segment files are preallocated: created at their full size, zero-filled, and synced once,
+// so that an append changes neither the file size nor its block map and fdatasync has only
+// the data to write, without a file system journal commit. (fallocate alone is not enough:
+// on ext4 it leaves "unwritten" extents whose conversion on first write is journaled.) The
+// next segment is prepared in the background as a spare file, renamed into place when the
+// log moves on to it.
 //
 // [Log.Run] ships what is durable to the cluster in batches (the caller wires ShipDeps.Ship
 // to a Raft proposal that commits a batch in one entry) and deletes segment files once the
@@ -25,31 +32,39 @@
 //	audit-00000000000000004097.log
 //
 // Only the newest segment (the active one) is written to; the writer starts a new one when
-// the active one reaches Options.SegmentSize bytes. A segment may be empty: its name then
-// still records the next NodeSeq to assign, which is why the active segment is never deleted,
-// even when all of it is committed. Files of other names are ignored. Segment files are 0600.
+// the records of the active one reach Options.SegmentSize bytes. A segment may be empty: its
+// name then still records the next NodeSeq to assign, which is why the active segment is
+// never deleted, even when all of it is committed. The spare is audit-spare.tmp; other
+// files are ignored. Segment files are 0600.
 //
-// A segment is a sequence of lines, one record per line:
+// A segment is a sequence of lines, one record per line, followed by zero bytes up to its
+// preallocated size (the records end at the first zero byte where a line would start, or at
+// the end of the file):
 //
 //	<crc> SP <json> LF
 //
-// where <json> is the fsm.AuditRecord encoded by encoding/json (which never emits a raw
-// newline) and <crc> is the CRC-32 (Castagnoli) of the <json> bytes written as 8 lower-case
-// hexadecimal digits. Within a segment the records' NodeSeq values are consecutive, the first
-// one equals the number in the file name, and every record carries this node's NodeID.
+// where <json> is the fsm.AuditRecord as a JSON object: encoded by encoding/json (which never
+// emits a raw newline or a zero byte) without its NodeSeq, which is then added as the last
+// member, so that the record can be encoded before its NodeSeq is assigned. <crc> is the
+// CRC-32 (Castagnoli) of the <json> bytes written as 8 lower-case hexadecimal digits. Within
+// a segment the records' NodeSeq values are consecutive, the first one equals the number in
+// the file name, and every record carries this node's NodeID.
 // Across segments NodeSeq increases strictly; the only gaps are the ones left when the log
 // skips ahead (see below).
 //
 // # Recovery
 //
 // [Open] reads every segment. The lines written by the last, unfinished group commit before a
-// crash may be torn: a bad or unterminated line in the last segment after which no valid line
-// follows is such a torn tail, and Open truncates it away (those records were never
-// acknowledged). Anything else that does not check out — a bad line followed by a valid one,
-// a bad line in an older segment, a NodeSeq out of order, a record of another NodeID — is
-// corruption of records that were acknowledged, and Open refuses to open with an error
-// wrapping [ErrCorrupt] that names the file and offset. The node must not serve without its
-// audit log; an operator decides what to do with the file.
+// crash may be torn; as the write went to preallocated zeros, any part of it (whole pages, in
+// any order) may have reached the disk. A bad line in the last segment is such a torn tail if
+// it holds a zero byte (part of it never reached the disk) or if no valid line follows it;
+// Open then overwrites everything after the last good record with zeros (those records were
+// never acknowledged). Anything else that does not check out — a bad line without a zero byte
+// followed by a valid one, a bad line in an older segment or data after its zeros, a NodeSeq
+// out of order, a record of another NodeID — is corruption of records that were acknowledged,
+// and Open refuses to open with an error wrapping [ErrCorrupt] that names the file and
+// offset. The node must not serve without its audit log; an operator decides what to do with
+// the file.
 //
 // If the cluster has committed a NodeSeq of this node above anything in the local log (the
 // directory was lost or the NodeID reused), Run logs an error and skips the sequence ahead of
@@ -63,6 +78,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -74,7 +90,7 @@ import (
 var (
 	// ErrClosed: Append after Close.
 	ErrClosed = errors.New("audit log closed")
-	// ErrUnavailable: the record could not be made durable (write or fsync failed, disk full,
+	// ErrUnavailable: the record could not be made durable (write or sync failed, disk full,
 	// ...). The caller must fail the request (503).
 	ErrUnavailable = errors.New("audit record could not be made durable")
 	// ErrCorrupt: Open found a segment whose acknowledged records do not check out.
@@ -92,7 +108,11 @@ const (
 	minBackoff = 50 * time.Millisecond
 	maxBackoff = 5 * time.Second
 	maxSpare   = 4 << 20 // largest write buffer kept for reuse
+	spareName  = "audit-spare.tmp"
 )
+
+// errAborted: preparing a spare segment stopped because the Log is closing.
+var errAborted = errors.New("aborted")
 
 // Options configure a Log.
 type Options struct {
@@ -110,7 +130,7 @@ type segment struct {
 	path  string
 }
 
-// group is the set of Appends that share one write and one fsync.
+// group is the set of Appends that share one write and one sync.
 type group struct {
 	done chan struct{} // closed once err is set
 	err  error
@@ -133,7 +153,9 @@ type Log struct {
 	stop     chan struct{} // closed by Close
 	stopped  chan struct{} // closed when the writer has exited
 	running  atomic.Bool   // a Run is active
-	syncs    atomic.Uint64 // fsyncs of segment files, for tests
+	syncs    atomic.Uint64 // syncs of segment files, for tests
+	spareSeg chan *os.File // a prepared spare segment file, or nil if that failed (capacity 1)
+	spareWG  sync.WaitGroup
 
 	mu         sync.Mutex
 	closed     bool
@@ -157,10 +179,11 @@ type Log struct {
 	fDirty     int64  // end of what a failed write may have left past fSize
 	fileNext   uint64 // NodeSeq the next line of f must carry
 	needRepair bool   // f may hold bytes past fSize, or its fd is unusable
+	spareBusy  bool   // a spare is being prepared, or waits in spareSeg
 }
 
-// Open opens (creating it if needed) the log in o.Dir. It checks every segment, truncates a
-// torn tail of the last one, and continues the sequence after the last durable record. It
+// Open opens (creating it if needed) the log in o.Dir. It checks every segment, clears a torn
+// tail of the last one, and continues the sequence after the last durable record. It
 // returns an error wrapping ErrCorrupt if an acknowledged record is damaged.
 func Open(o Options) (*Log, error) {
 	if o.Dir == "" {
@@ -184,6 +207,10 @@ func Open(o Options) (*Log, error) {
 	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("audit: create directory: %w", err)
 	}
+	// A spare left by a crash is not known to be complete.
+	if err := os.Remove(filepath.Join(o.Dir, spareName)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("audit: remove old spare segment: %w", err)
+	}
 	segs, err := listSegments(o.Dir)
 	if err != nil {
 		return nil, err
@@ -195,6 +222,7 @@ func Open(o Options) (*Log, error) {
 		kick:     make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 		stopped:  make(chan struct{}),
+		spareSeg: make(chan *os.File, 1),
 		cur:      newGroup(),
 	}
 
@@ -230,7 +258,7 @@ func Open(o Options) (*Log, error) {
 	var f *os.File
 	if len(segs) == 0 {
 		s := segment{first: 1, path: segPath(o.Dir, 1)}
-		f, err = l.createSegment(s.path, nil)
+		f, err = l.createSegment(s.path, nil, true)
 		if err != nil {
 			if f != nil {
 				f.Close()
@@ -245,7 +273,7 @@ func Open(o Options) (*Log, error) {
 		}
 		if lastSize < o.SegmentSize {
 			// Written by a version that did not preallocate, or preallocation failed.
-			l.preallocate(f)
+			l.preallocate(f, true)
 			if err := f.Sync(); err != nil {
 				f.Close()
 				return nil, fmt.Errorf("audit: sync active segment: %w", err)
@@ -271,32 +299,33 @@ func Open(o Options) (*Log, error) {
 }
 
 // Append stamps r with this node's NodeID and next NodeSeq, writes it and returns it once it
-// is durable (fdatasync). It returns an error wrapping ErrUnavailable if the record could not be made
+// is durable. It returns an error wrapping ErrUnavailable if the record could not be made
 // durable, ErrClosed after Close, or ctx's error if ctx ends first (the record may then still
 // become durable and be shipped; the caller must fail its request all the same).
 func (l *Log) Append(ctx context.Context, r fsm.AuditRecord) (fsm.AuditRecord, error) {
 	if err := ctx.Err(); err != nil {
 		return fsm.AuditRecord{}, err
 	}
+	r.NodeID, r.NodeSeq = l.o.NodeID, 0
+	e, err := encodeRecord(&r)
+	if err != nil {
+		return fsm.AuditRecord{}, fmt.Errorf("audit: encode record: %w", err)
+	}
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
+		e.release()
 		return fsm.AuditRecord{}, ErrClosed
 	}
-	r.NodeID = l.o.NodeID
 	r.NodeSeq = l.nextSeq
-	buf, err := appendLine(l.buf, &r)
-	if err != nil {
-		l.mu.Unlock()
-		return fsm.AuditRecord{}, fmt.Errorf("audit: encode record: %w", err)
-	}
 	if len(l.buf) == 0 {
 		l.bufFirst = r.NodeSeq
 	}
-	l.buf = buf
+	l.buf = appendLine(l.buf, e, r.NodeSeq)
 	l.nextSeq++
 	g := l.cur
 	l.mu.Unlock()
+	e.release()
 
 	select {
 	case l.flushReq <- struct{}{}:
@@ -342,13 +371,24 @@ func (l *Log) Close() error {
 	l.mu.Unlock()
 	close(l.stop)
 	<-l.stopped
+	l.spareWG.Wait()
+	select {
+	case f := <-l.spareSeg:
+		if f != nil {
+			f.Close()
+		}
+	default:
+	}
+	if err := os.Remove(filepath.Join(l.o.Dir, spareName)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		l.log.Warn("audit: cannot remove the spare segment", "err", err)
+	}
 	if err := l.f.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
 		return fmt.Errorf("audit: close segment: %w", err)
 	}
 	return nil
 }
 
-// writer is the goroutine that writes and fsyncs groups of records.
+// writer is the goroutine that writes and syncs groups of records.
 func (l *Log) writer() {
 	defer close(l.stopped)
 	for {
@@ -370,87 +410,107 @@ func (l *Log) writer() {
 	}
 }
 
-// flush writes and fsyncs the records buffered so far as one group, and carries out a pending
-// skip of the sequence.
+// flush writes and syncs the records buffered so far as one group, then the ones buffered
+// meanwhile, until none are left; it also carries out a pending skip of the sequence.
+//
+// Once a group is durable, one critical section both records that and takes the next group,
+// and only then are the group's Appends woken: they would otherwise contend for mu (to append
+// again) with the writer about to take the next group, delaying its sync.
 func (l *Log) flush() {
-	l.mu.Lock()
-	data, g, first, last := l.buf, l.cur, l.bufFirst, l.nextSeq-1
-	if len(data) > 0 {
-		l.buf, l.spare = l.spare[:0], nil
-		l.cur = newGroup()
-	}
-	bump := l.bumpTo
-	if bump > l.nextSeq {
-		l.nextSeq = bump
-		l.durableSeq = max(l.durableSeq, bump-1)
-	} else {
-		bump = 0
-	}
-	l.bumpTo = 0
-	hook := l.hook
-	l.mu.Unlock()
-	if len(data) == 0 && bump == 0 {
-		return
-	}
-
-	var err error
-	if len(data) > 0 {
-		err = l.writeGroup(data, first, last, hook)
-		if err != nil && l.needRepair {
-			// Cut the failed lines off now rather than at the next write: they must not
-			// outlive the error the Appends get (they may claim accesses that were refused).
-			if rerr := l.repair(hook); rerr != nil {
-				l.log.Warn("audit: cannot repair the active segment yet", "file", l.fPath, "err", rerr)
+	var prev *group     // durable, its Appends not yet woken
+	var prevLast uint64 // its last NodeSeq
+	var prevData []byte // its buffer, for reuse
+	for {
+		l.mu.Lock()
+		l.activeSize = l.fSize
+		if prev != nil {
+			l.durableSeq = max(l.durableSeq, prevLast)
+			if cap(prevData) <= maxSpare {
+				l.spare = prevData[:0]
 			}
 		}
-	}
-	if bump != 0 {
-		// Persist the skip as an empty segment named after it. If this fails, the next
-		// write, whose first NodeSeq no longer follows the active segment, tries again.
-		if berr := l.startSegment(bump, hook); berr != nil {
-			l.log.Error("audit: cannot start a segment after skipping the sequence ahead", "next_seq", bump, "err", berr)
+		data, g, first, last := l.buf, l.cur, l.bufFirst, l.nextSeq-1
+		if len(data) > 0 {
+			l.buf, l.spare = l.spare[:0], nil
+			l.cur = newGroup()
 		}
-	}
-
-	l.mu.Lock()
-	l.activeSize = l.fSize
-	if len(data) > 0 {
-		if err == nil {
-			l.durableSeq = max(l.durableSeq, last)
+		bump := l.bumpTo
+		if bump > l.nextSeq {
+			l.nextSeq = bump
+			l.durableSeq = max(l.durableSeq, bump-1)
 		} else {
-			err = fmt.Errorf("%w: %v", ErrUnavailable, err)
-			// The records buffered meanwhile carry NodeSeqs after the ones that failed: fail
-			// them too, and hand the failed numbers out again so the sequence stays gapless.
-			if len(l.buf) > 0 {
-				l.cur.err = err
-				close(l.cur.done)
-				l.cur = newGroup()
-				l.buf = l.buf[:0]
-			}
-			l.nextSeq = l.durableSeq + 1
+			bump = 0
 		}
+		l.bumpTo = 0
+		hook := l.hook
+		l.mu.Unlock()
+		if prev != nil {
+			close(prev.done)
+			prev, prevData = nil, nil
+			select {
+			case l.kick <- struct{}{}:
+			default:
+			}
+		}
+		if len(data) == 0 && bump == 0 {
+			return
+		}
+
+		var err error
+		if len(data) > 0 {
+			err = l.writeGroup(data, first, last, hook)
+			if err != nil && l.needRepair {
+				// Cut the failed lines off now rather than at the next write: they must not
+				// outlive the error the Appends get (they may claim accesses that were refused).
+				if rerr := l.repair(hook); rerr != nil {
+					l.log.Warn("audit: cannot repair the active segment yet", "file", l.fPath, "err", rerr)
+				}
+			}
+		}
+		if bump != 0 {
+			// Persist the skip as an empty segment named after it. If this fails, the next
+			// write, whose first NodeSeq no longer follows the active segment, tries again.
+			if berr := l.startSegment(bump, hook); berr != nil {
+				l.log.Error("audit: cannot start a segment after skipping the sequence ahead", "next_seq", bump, "err", berr)
+			}
+		}
+		if len(data) == 0 {
+			select {
+			case l.kick <- struct{}{}:
+			default:
+			}
+			continue
+		}
+		if err == nil {
+			prev, prevLast, prevData = g, last, data
+			continue
+		}
+
+		err = fmt.Errorf("%w: %v", ErrUnavailable, err)
+		l.mu.Lock()
+		l.activeSize = l.fSize
+		// The records buffered meanwhile carry NodeSeqs after the ones that failed: fail them
+		// too, and hand the failed numbers out again so the sequence stays gapless.
+		if len(l.buf) > 0 {
+			l.cur.err = err
+			close(l.cur.done)
+			l.cur = newGroup()
+			l.buf = l.buf[:0]
+		}
+		l.nextSeq = l.durableSeq + 1
 		if cap(data) <= maxSpare {
 			l.spare = data[:0]
 		}
-	}
-	l.mu.Unlock()
-
-	if len(data) > 0 {
+		l.mu.Unlock()
 		g.err = err
 		close(g.done)
-		if err != nil {
-			l.log.Warn("audit: writing records failed; appends fail until the disk recovers", "first_seq", first, "last_seq", last, "err", err)
-			return
-		}
-	}
-	select {
-	case l.kick <- struct{}{}:
-	default:
+		l.log.Warn("audit: writing records failed; appends fail until the disk recovers", "first_seq", first, "last_seq", last, "err", err)
+		return
 	}
 }
 
 // writeGroup appends data (the lines of NodeSeq first..last) to the active segment, starting
-// a new segment first if needed, and fsyncs it.
+// a new segment first if needed, and syncs it (fdatasync).
 func (l *Log) writeGroup(data []byte, first, last uint64, hook hookFunc) error {
 	if l.needRepair {
 		if err := l.repair(hook); err != nil {
@@ -484,23 +544,31 @@ func (l *Log) writeGroup(data []byte, first, last uint64, hook hookFunc) error {
 	l.fSize, l.fDirty = end, end
 	l.fAlloc = max(l.fAlloc, end)
 	l.fileNext = last + 1
+	if spareSegments && !l.spareBusy && l.fSize >= l.o.SegmentSize/2 {
+		l.prepareSpare()
+	}
 	return nil
 }
 
-// createSegment creates the segment file path, preallocates it, and makes it and its
-// directory entry durable. It may return the file along with an error: the file exists then
-// but is not known to be durable.
-func (l *Log) createSegment(path string, hook hookFunc) (*os.File, error) {
+// createSegment creates the segment file path, preallocated, and makes it and its directory
+// entry durable. It takes the spare if one is ready; otherwise it creates the file, writing
+// its zeros only if zero is set (they take a while). It may return the file along with an
+// error: the file exists then but is not known to be durable.
+func (l *Log) createSegment(path string, hook hookFunc, zero bool) (*os.File, error) {
 	if err := runHook(hook, "create", nil); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	l.preallocate(f)
-	if err := f.Sync(); err != nil {
-		return f, err
+	f := l.takeSpare(path)
+	if f == nil {
+		var err error
+		f, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return nil, err
+		}
+		l.preallocate(f, zero)
+		if err := f.Sync(); err != nil {
+			return f, err
+		}
 	}
 	if err := runHook(hook, "dirsync", nil); err != nil {
 		return f, err
@@ -511,10 +579,57 @@ func (l *Log) createSegment(path string, hook hookFunc) (*os.File, error) {
 // preallocate extends f to SegmentSize with zeros, reserving its blocks, so that appends
 // change neither its size nor its block map and fdatasync has only data to write. Without
 // it appends still work, only each sync costs more; so a failure (a full disk) is logged.
-func (l *Log) preallocate(f *os.File) {
-	if err := allocate(f, l.o.SegmentSize); err != nil {
+func (l *Log) preallocate(f *os.File, zero bool) {
+	if err := allocate(f, l.o.SegmentSize, zero, nil); err != nil {
 		l.log.Warn("audit: cannot preallocate the segment; appending without", "file", f.Name(), "size", l.o.SegmentSize, "err", err)
 	}
+}
+
+// prepareSpare starts preparing the next segment file in the background: writing 16 MiB of
+// zeros and syncing them takes tens of milliseconds that appends should not wait for.
+func (l *Log) prepareSpare() {
+	l.spareBusy = true
+	l.spareWG.Add(1)
+	go func() {
+		defer l.spareWG.Done()
+		path := filepath.Join(l.o.Dir, spareName)
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		if err == nil {
+			err = allocate(f, l.o.SegmentSize, true, l.stop)
+			if err == nil {
+				err = f.Sync()
+			}
+			if err != nil {
+				f.Close()
+				f = nil
+				os.Remove(path)
+			}
+		}
+		if err != nil && !errors.Is(err, errAborted) {
+			l.log.Warn("audit: cannot prepare a spare segment", "err", err)
+		}
+		l.spareSeg <- f // never blocks: one spare at a time
+	}()
+}
+
+// takeSpare renames the prepared spare, if there is one, to path and returns it.
+func (l *Log) takeSpare(path string) *os.File {
+	var f *os.File
+	select {
+	case f = <-l.spareSeg:
+		l.spareBusy = false
+	default:
+		return nil
+	}
+	if f == nil {
+		return nil
+	}
+	if err := renameNoReplace(filepath.Join(l.o.Dir, spareName), path); err != nil {
+		l.log.Warn("audit: cannot use the spare segment", "err", err)
+		f.Close()
+		return nil
+	}
+	return f
 }
 
 // startSegment makes a new, empty segment named first the active one.
@@ -528,7 +643,7 @@ func (l *Log) startSegment(first uint64, hook hookFunc) error {
 		return nil // the active segment is already the one
 	}
 	path := segPath(l.o.Dir, first)
-	f, err := l.createSegment(path, hook)
+	f, err := l.createSegment(path, hook, false)
 	if f == nil {
 		return err
 	}

@@ -2,7 +2,7 @@ package audit
 
 import "os"
 
-// Fsyncs is the number of fsyncs of segment files so far.
+// Fsyncs is the number of syncs (fdatasync) of segment files so far.
 func (l *Log) Fsyncs() uint64 { return l.syncs.Load() }
 
 // SetHook installs fn to run before each file operation of the writer: "write", "sync",
@@ -16,3 +16,13 @@ func (l *Log) SetHook(fn func(op string, f *os.File) error) {
 
 // SegmentName is the file name of the segment whose first record has NodeSeq first.
 func SegmentName(first uint64) string { return segName(first) }
+
+// Queued is the number of records appended but not yet taken by the writer.
+func (l *Log) Queued() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.buf) == 0 {
+		return 0
+	}
+	return int(l.nextSeq - l.bufFirst)
+}

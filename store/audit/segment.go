@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/keyward/keyward/fsm"
 )
@@ -80,22 +81,75 @@ func listSegments(dir string) ([]segment, error) {
 
 const hexDigits = "0123456789abcdef"
 
-// appendLine appends r as one line of the segment format to buf.
-func appendLine(buf []byte, r *fsm.AuditRecord) ([]byte, error) {
-	body, err := json.Marshal(r)
-	if err != nil {
-		return buf, err
+// encodedRecord is a record encoded for a line, all but its NodeSeq. Encoding takes most of
+// the CPU time of an Append; this way it happens before the Append takes the Log's mutex,
+// which it then holds only to append the NodeSeq.
+type encodedRecord struct {
+	buf  bytes.Buffer  // the JSON object without its closing brace, then an LF
+	enc  *json.Encoder // writes to buf
+	rec  fsm.AuditRecord
+	sum  uint32   // CRC-32C of the JSON in buf
+	tail [32]byte // room for the NodeSeq member (a local array would escape to the heap)
+}
+
+// encodedRecords keeps encodedRecords for reuse, so that encoding allocates nothing.
+var encodedRecords = sync.Pool{New: func() any {
+	e := new(encodedRecord)
+	e.enc = json.NewEncoder(&e.buf)
+	return e
+}}
+
+// encodeRecord encodes r, whose NodeSeq must be 0, for appendLine. The caller hands the
+// result back with release.
+func encodeRecord(r *fsm.AuditRecord) (*encodedRecord, error) {
+	e := encodedRecords.Get().(*encodedRecord)
+	e.buf.Reset()
+	// Encode a copy held by e: handing r itself to the encoder (an interface) would move the
+	// caller's record to the heap.
+	e.rec = *r
+	err := e.enc.Encode(&e.rec)
+	e.rec = fsm.AuditRecord{}
+	b := e.buf.Bytes()
+	if err == nil && (len(b) < 3 || b[len(b)-2] != '}') {
+		err = fmt.Errorf("not a JSON object: %.20q", b)
 	}
-	sum := crc32.Checksum(body, castagnoli)
+	if err != nil {
+		e.release()
+		return nil, err
+	}
+	e.buf.Truncate(len(b) - 2) // "}\n"
+	e.sum = crc32.Checksum(e.buf.Bytes(), castagnoli)
+	return e, nil
+}
+
+func (e *encodedRecord) release() {
+	if e.buf.Cap() > 64<<10 {
+		e.buf = bytes.Buffer{} // do not keep a huge buffer for every record
+	}
+	encodedRecords.Put(e)
+}
+
+// appendLine appends e with NodeSeq seq as one line of the segment format to buf. NodeSeq,
+// which encodeRecord left out (omitempty), becomes the last member of the JSON object.
+func appendLine(buf []byte, e *encodedRecord, seq uint64) []byte {
+	t := append(e.tail[:0], `,"node_seq":`...)
+	t = strconv.AppendUint(t, seq, 10)
+	t = append(t, '}')
+	buf = appendHead(buf, crc32.Update(e.sum, castagnoli, t))
+	buf = append(buf, e.buf.Bytes()...)
+	buf = append(buf, t...)
+	return append(buf, '\n')
+}
+
+// appendHead appends the checksum of a line and the space after it.
+func appendHead(buf []byte, sum uint32) []byte {
 	var head [crcLen + 1]byte
 	for i := crcLen - 1; i >= 0; i-- {
 		head[i] = hexDigits[sum&0xf]
 		sum >>= 4
 	}
 	head[crcLen] = ' '
-	buf = append(buf, head[:]...)
-	buf = append(buf, body...)
-	return append(buf, '\n'), nil
+	return append(buf, head[:]...)
 }
 
 var errBadLine = errors.New("bad line")
