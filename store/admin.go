@@ -45,8 +45,14 @@ func (s *Service) PutPrincipal(ctx context.Context, in PrincipalInput) error {
 			return fmt.Errorf("%w: only users have passwords", ErrInvalidArgument)
 		}
 		p.PasswordHash = HashPassword(in.Password)
-	} else if old, ok := s.d.State.State().Principal(in.Type, in.ID); ok {
-		p.PasswordHash = old.PasswordHash
+	} else {
+		st, _, err := s.readState(ctx, ReadOptions{})
+		if err != nil {
+			return err
+		}
+		if old, ok := st.Principal(in.Type, in.ID); ok {
+			p.PasswordHash = old.PasswordHash
+		}
 	}
 	_, err := s.adminCommand(ctx, "PUT_PRINCIPAL", fsm.CmdPutPrincipal, fsm.PutPrincipal{Principal: p})
 	return err
@@ -71,8 +77,12 @@ func (s *Service) Principals(ctx context.Context) ([]PrincipalView, error) {
 	if _, err := s.requireAdmin(ctx); err != nil {
 		return nil, err
 	}
+	st, _, err := s.readState(ctx, ReadOptions{})
+	if err != nil {
+		return nil, err
+	}
 	var out []PrincipalView
-	s.d.State.State().Principals(func(p *fsm.Principal) bool {
+	st.Principals(func(p *fsm.Principal) bool {
 		out = append(out, PrincipalView{Type: p.Type, ID: p.ID, Roles: p.Roles, Admin: p.Admin})
 		return true
 	})
@@ -81,7 +91,10 @@ func (s *Service) Principals(ctx context.Context) ([]PrincipalView, error) {
 
 // AddToRole / RemoveFromRole change a principal's role membership (admin).
 func (s *Service) SetRoleMember(ctx context.Context, role string, t fsm.PrincipalType, id string, member bool) error {
-	st := s.d.State.State()
+	st, _, err := s.readState(ctx, ReadOptions{})
+	if err != nil {
+		return err
+	}
 	if _, ok := st.Principal(fsm.PrincipalRole, role); !ok {
 		return fmt.Errorf("role %q: %w", role, ErrNotFound)
 	}
@@ -94,7 +107,7 @@ func (s *Service) SetRoleMember(ctx context.Context, role string, t fsm.Principa
 	if member {
 		next.Roles = append(next.Roles, role)
 	}
-	_, err := s.adminCommand(ctx, "ROLE_MEMBERSHIP", fsm.CmdPutPrincipal, fsm.PutPrincipal{Principal: next})
+	_, err = s.adminCommand(ctx, "ROLE_MEMBERSHIP", fsm.CmdPutPrincipal, fsm.PutPrincipal{Principal: next})
 	return err
 }
 
@@ -119,7 +132,11 @@ func (s *Service) Grant(ctx context.Context, in GrantInput) (string, error) {
 	case in.SecretPath != "" && in.PathPattern != "":
 		return "", fmt.Errorf("%w: grant on a secret or a pattern, not both", ErrInvalidArgument)
 	case in.SecretPath != "":
-		sec, ok := s.d.State.State().SecretByPath(in.SecretPath)
+		st, _, err := s.readState(ctx, ReadOptions{})
+		if err != nil {
+			return "", err
+		}
+		sec, ok := st.SecretByPath(in.SecretPath)
 		if !ok {
 			return "", fmt.Errorf("secret %q: %w", in.SecretPath, ErrNotFound)
 		}
@@ -150,8 +167,12 @@ func (s *Service) Grants(ctx context.Context, t fsm.PrincipalType, id string) ([
 	if _, err := s.requireAdmin(ctx); err != nil {
 		return nil, err
 	}
+	st, _, err := s.readState(ctx, ReadOptions{})
+	if err != nil {
+		return nil, err
+	}
 	var out []fsm.Policy
-	s.d.State.State().Policies(func(p *fsm.Policy) bool {
+	st.Policies(func(p *fsm.Policy) bool {
 		if (t == "" || p.PrincipalType == t) && (id == "" || p.PrincipalID == id) {
 			out = append(out, *p)
 		}
@@ -174,12 +195,16 @@ type AppRoleInput struct {
 // PutAppRole creates or updates an AppRole (admin) and returns its role id.
 func (s *Service) PutAppRole(ctx context.Context, in AppRoleInput) (string, error) {
 	roleID := s.d.NewID()
-	if old, ok := s.d.State.State().AppRole(in.Name); ok {
+	st, _, err := s.readState(ctx, ReadOptions{})
+	if err != nil {
+		return "", err
+	}
+	if old, ok := st.AppRole(in.Name); ok {
 		roleID = old.RoleID
 	}
 	a := fsm.AppRole{Name: in.Name, RoleID: roleID, Principal: in.Principal, SecretIDTTL: int64(in.SecretIDTTL),
 		SecretIDUses: in.SecretIDUses, CIDRs: in.CIDRs, TokenTTL: int64(in.TokenTTL), TokenMaxTTL: int64(in.TokenMaxTTL)}
-	_, err := s.adminCommand(ctx, "PUT_APPROLE", fsm.CmdPutAppRole, fsm.PutAppRole{AppRole: a})
+	_, err = s.adminCommand(ctx, "PUT_APPROLE", fsm.CmdPutAppRole, fsm.PutAppRole{AppRole: a})
 	return roleID, err
 }
 
@@ -194,14 +219,22 @@ func (s *Service) AppRoles(ctx context.Context) ([]fsm.AppRole, error) {
 	if _, err := s.requireAdmin(ctx); err != nil {
 		return nil, err
 	}
+	st, _, err := s.readState(ctx, ReadOptions{})
+	if err != nil {
+		return nil, err
+	}
 	var out []fsm.AppRole
-	s.d.State.State().AppRoles(func(a *fsm.AppRole) bool { out = append(out, *a); return true })
+	st.AppRoles(func(a *fsm.AppRole) bool { out = append(out, *a); return true })
 	return out, nil
 }
 
 // MintSecretID creates a secret id for an AppRole (admin); the text is shown once.
 func (s *Service) MintSecretID(ctx context.Context, name string) (string, time.Time, error) {
-	a, ok := s.d.State.State().AppRole(name)
+	st, _, err := s.readState(ctx, ReadOptions{})
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	a, ok := st.AppRole(name)
 	if !ok {
 		return "", time.Time{}, fmt.Errorf("approle %q: %w", name, ErrNotFound)
 	}

@@ -72,7 +72,10 @@ func (s *Service) LoginUserpass(ctx context.Context, user, password string) (*Lo
 	c.Type, c.ID, c.Method = fsm.PrincipalUser, user, "userpass"
 	ctx = WithCaller(ctx, c)
 	rec := record{action: "LOGIN"}
-	st := s.d.State.State()
+	st, _, err := s.readState(ctx, ReadOptions{})
+	if err != nil {
+		return nil, s.audited(ctx, rec, err)
+	}
 	p, ok := st.Principal(fsm.PrincipalUser, user)
 	if !ok || p.PasswordHash == "" || !CheckPassword(p.PasswordHash, password) {
 		return nil, s.audited(ctx, rec, fmt.Errorf("%w: wrong user name or password", ErrLoginFailed))
