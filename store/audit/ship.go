@@ -37,6 +37,7 @@ func (l *Log) Run(ctx context.Context, d ShipDeps) {
 	rd := &reader{l: l}
 	defer rd.close()
 	tick := time.NewTicker(l.o.ShipInterval)
+	var lastShip time.Time
 	defer tick.Stop()
 
 	var retry []fsm.AuditRecord // the batch whose Ship failed
@@ -69,17 +70,26 @@ func (l *Log) Run(ctx context.Context, d ShipDeps) {
 			}
 			batch = recs
 		}
-		if len(batch) == 0 {
+		// Ship a partial batch at most once per ShipInterval: records are already durable here,
+		// and every batch costs a Raft entry (an fsync on every node), so small frequent batches
+		// would cost the cluster far more than the latency they save. While a partial batch
+		// waits, new appends do not wake the shipper (it would only re-read the same records).
+		if len(batch) == 0 || (len(retry) == 0 && len(batch) < l.o.MaxBatch && time.Since(lastShip) < l.o.ShipInterval) {
+			kick := l.kick
+			if len(batch) > 0 {
+				kick = nil
+			}
 			select {
 			case <-ctx.Done():
 				return
 			case <-l.stop:
 				return
-			case <-l.kick:
+			case <-kick:
 			case <-tick.C:
 			}
 			continue
 		}
+		lastShip = time.Now()
 
 		if err := d.Ship(ctx, batch); err != nil {
 			if ctx.Err() != nil {
