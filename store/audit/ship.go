@@ -40,7 +40,11 @@ func (l *Log) Run(ctx context.Context, d ShipDeps) {
 	var lastShip time.Time
 	defer tick.Stop()
 
-	var retry []fsm.AuditRecord // the batch whose Ship failed
+	// pend holds records read but not yet committed: a partial batch waiting for the interval,
+	// or a batch whose Ship failed. Keeping them means the reader continues from its cursor
+	// instead of re-reading the segment from its start.
+	var pend []fsm.AuditRecord
+	var failed bool
 	var backoff time.Duration
 	for {
 		select {
@@ -55,12 +59,18 @@ func (l *Log) Run(ctx context.Context, d ShipDeps) {
 		}
 		committed := l.collect(rd)
 
-		for len(retry) > 0 && retry[0].NodeSeq <= committed {
-			retry = retry[1:]
+		for len(pend) > 0 && pend[0].NodeSeq <= committed {
+			pend = pend[1:]
 		}
-		batch := retry
-		if len(batch) == 0 {
-			recs, err := rd.read(committed+1, l.o.MaxBatch)
+		if len(pend) == 0 {
+			failed = false // what failed turned out committed after all
+		}
+		if !failed && len(pend) < l.o.MaxBatch {
+			from := committed + 1
+			if len(pend) > 0 {
+				from = pend[len(pend)-1].NodeSeq + 1
+			}
+			recs, err := rd.read(from, l.o.MaxBatch-len(pend))
 			if err != nil {
 				l.log.Error("audit: cannot read records to ship", "err", err)
 				if !l.sleep(ctx, &backoff) {
@@ -68,13 +78,14 @@ func (l *Log) Run(ctx context.Context, d ShipDeps) {
 				}
 				continue
 			}
-			batch = recs
+			pend = append(pend, recs...)
 		}
+		batch := pend
 		// Ship a partial batch at most once per ShipInterval: records are already durable here,
 		// and every batch costs a Raft entry (an fsync on every node), so small frequent batches
 		// would cost the cluster far more than the latency they save. While a partial batch
-		// waits, new appends do not wake the shipper (it would only re-read the same records).
-		if len(batch) == 0 || (len(retry) == 0 && len(batch) < l.o.MaxBatch && time.Since(lastShip) < l.o.ShipInterval) {
+		// waits, new appends do not wake the shipper.
+		if len(batch) == 0 || (!failed && len(batch) < l.o.MaxBatch && time.Since(lastShip) < l.o.ShipInterval) {
 			kick := l.kick
 			if len(batch) > 0 {
 				kick = nil
@@ -95,7 +106,7 @@ func (l *Log) Run(ctx context.Context, d ShipDeps) {
 			if ctx.Err() != nil {
 				return
 			}
-			retry = batch
+			failed = true
 			l.log.Warn("audit: shipping records failed; retrying", "err", err, "records", len(batch),
 				"first_seq", batch[0].NodeSeq, "last_seq", batch[len(batch)-1].NodeSeq)
 			if !l.sleep(ctx, &backoff) {
@@ -103,7 +114,7 @@ func (l *Log) Run(ctx context.Context, d ShipDeps) {
 			}
 			continue
 		}
-		retry, backoff = nil, 0
+		pend, failed, backoff = nil, false, 0
 		l.markCommitted(batch[len(batch)-1].NodeSeq)
 	}
 }
