@@ -9,6 +9,7 @@ Starting keyward in dev mode on http://$addr (Ctrl-C stops it; data lives in a t
 In another shell:
     export PATH="$PWD/bin:\$PATH"
     export KEYWARD_ADDR=http://$addr
+    export KEYWARD_TOKEN=${KEYWARD_DEV_ROOT_TOKEN:-root}
     printf 's3cr3t' | keyward secret put prod/payments/db-password
     keyward secret get prod/payments/db-password
     printf 'n3w' | keyward secret put prod/payments/db-password
