@@ -63,10 +63,19 @@ func matches(r *fsm.AuditRecord, f AuditFilter) bool {
 	return true
 }
 
-// AuditExportLine is one line of an audit export: a batch header followed by its records.
+// AuditExportLine is one line of an audit export: a batch header followed by its records,
+// and a last line (End) with the totals and the head hash, so a cut-off export is detected.
 type AuditExportLine struct {
 	Batch  *fsm.AuditBatch  `json:"batch,omitempty"`
 	Record *fsm.AuditRecord `json:"record,omitempty"`
+	End    *AuditExportEnd  `json:"end,omitempty"`
+}
+
+// AuditExportEnd closes an export.
+type AuditExportEnd struct {
+	Batches uint64 `json:"batches"`
+	Records uint64 `json:"records"`
+	Head    string `json:"head"` // hash of the last batch
 }
 
 // AuditExport calls emit for every committed batch and record, in chain order (admin).
@@ -82,20 +91,27 @@ func (s *Service) AuditExport(ctx context.Context, emit func(AuditExportLine) er
 		return err
 	}
 	var ferr error
+	end := &AuditExportEnd{}
 	st.AuditBatches(1, func(b *fsm.AuditBatch) bool {
 		if ferr = emit(AuditExportLine{Batch: b}); ferr != nil {
 			return false
 		}
+		end.Batches++
+		end.Head = b.Hash
 		st.Audit(b.First, func(r *fsm.AuditRecord) bool {
 			if r.Seq > b.Last {
 				return false
 			}
+			end.Records++
 			ferr = emit(AuditExportLine{Record: r})
 			return ferr == nil
 		})
 		return ferr == nil
 	})
-	return ferr
+	if ferr != nil {
+		return ferr
+	}
+	return emit(AuditExportLine{End: end})
 }
 
 // ChainReport is the outcome of a hash-chain check.
@@ -141,6 +157,7 @@ func VerifyChain(lines []AuditExportLine) ChainReport {
 		}
 		return false
 	}
+	var end *AuditExportEnd
 	for _, l := range lines {
 		switch {
 		case l.Batch != nil:
@@ -150,9 +167,18 @@ func VerifyChain(lines []AuditExportLine) ChainReport {
 			cur, recs = l.Batch, nil
 		case l.Record != nil:
 			recs = append(recs, *l.Record)
+		case l.End != nil:
+			end = l.End
 		}
 	}
 	if !check() {
+		return rep
+	}
+	// Exports keyward writes end with totals: a file cut off at a batch boundary fails here.
+	if end != nil && (end.Batches != rep.Batches || end.Records != rep.Records || end.Head != prev) {
+		rep.BrokenBatch = rep.Batches
+		rep.Reason = fmt.Sprintf("export ends after %d batches and %d records, its trailer says %d and %d (cut off?)",
+			rep.Batches, rep.Records, end.Batches, end.Records)
 		return rep
 	}
 	rep.OK = true

@@ -60,3 +60,20 @@ func TestAuditRetentionKeepsAVerifiableChain(t *testing.T) {
 		t.Fatalf("a duplicate was committed: seq %d", f.State().AuditSeq())
 	}
 }
+
+// TestVerifyChainTrailer: an export cut off at a batch boundary fails against its trailer.
+func TestVerifyChainTrailer(t *testing.T) {
+	recs := []fsm.AuditRecord{{Seq: 1, Batch: 1, PrincipalID: "p", Action: "READ"}}
+	b1 := &fsm.AuditBatch{Seq: 1, First: 1, Last: 1, Hash: fsm.ChainHash("", recs)}
+	recs2 := []fsm.AuditRecord{{Seq: 2, Batch: 2, PrincipalID: "p", Action: "READ"}}
+	b2 := &fsm.AuditBatch{Seq: 2, First: 2, Last: 2, Prev: b1.Hash, Hash: fsm.ChainHash(b1.Hash, recs2)}
+	full := []AuditExportLine{{Batch: b1}, {Record: &recs[0]}, {Batch: b2}, {Record: &recs2[0]},
+		{End: &AuditExportEnd{Batches: 2, Records: 2, Head: b2.Hash}}}
+	if rep := VerifyChain(full); !rep.OK {
+		t.Fatalf("full export: %+v", rep)
+	}
+	cut := append(append([]AuditExportLine{}, full[:2]...), full[4])
+	if rep := VerifyChain(cut); rep.OK {
+		t.Fatalf("an export missing its last batch verified: %+v", rep)
+	}
+}

@@ -139,8 +139,16 @@ type AuditBatch struct {
 
 // AuditExportLine is one JSON line of an audit export: a batch header, followed by its records.
 type AuditExportLine struct {
-	Batch  *AuditBatch  `json:"batch,omitempty"`
-	Record *AuditRecord `json:"record,omitempty"`
+	Batch  *AuditBatch     `json:"batch,omitempty"`
+	Record *AuditRecord    `json:"record,omitempty"`
+	End    *AuditExportEnd `json:"end,omitempty"`
+}
+
+// AuditExportEnd is the last line of an export: totals and the head hash.
+type AuditExportEnd struct {
+	Batches uint64 `json:"batches"`
+	Records uint64 `json:"records"`
+	Head    string `json:"head"`
 }
 
 // AuditQuery selects audit records; zero fields match everything. Outcome is "", "success" or

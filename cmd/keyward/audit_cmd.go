@@ -319,9 +319,16 @@ func verifyExportFile(file string) (store.ChainReport, error) {
 		if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 			return bad("holds more than one JSON value")
 		}
+		kinds := 0
+		for _, set := range []bool{l.Batch != nil, l.Record != nil, l.End != nil} {
+			if set {
+				kinds++
+			}
+		}
 		switch {
-		case (l.Batch == nil) == (l.Record == nil):
-			return bad("is neither a batch header nor a record")
+		case kinds != 1:
+			return bad("is not exactly one batch header, record or trailer")
+		case l.End != nil:
 		case l.Batch != nil:
 			batch, inBatch = l.Batch.Seq, true
 		case !inBatch:

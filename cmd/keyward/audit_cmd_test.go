@@ -253,7 +253,7 @@ func TestAuditVerifyFile(t *testing.T) {
 	}{
 		{"not JSON", []byte("hello\n"), "line 1: not an audit export line"},
 		{"unknown field", []byte(`{"batch":{"seq":1,"first":1,"last":1,"prev":"","hash":"","extra":1}}` + "\n"), "line 1: not an audit export line"},
-		{"neither", []byte("{}\n"), "line 1: is neither a batch header nor a record"},
+		{"neither", []byte("{}\n"), "line 1: is not exactly one batch header, record or trailer"},
 		{"two values", []byte(`{"batch":{"seq":1}} {"batch":{"seq":2}}` + "\n"), "line 1: holds more than one JSON value"},
 		{"record first", good[bytes.IndexByte(good, '\n')+1:], "line 1: a record before any batch header"},
 		{"re-encoded", editLine(t, good, `"id":"r3"`, func(l string) string { return strings.Replace(l, `"seq":3,`, `"seq": 3,`, 1) }), "line 5: differs from what keyward writes for it (batch 2)"},
