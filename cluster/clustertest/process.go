@@ -239,3 +239,20 @@ func (p *Process) WaitInitialized(ctx context.Context) error {
 		}
 	}
 }
+
+// RunWithBinary is a TestMain body for packages that run the keyward binary: it builds the
+// binary into a temporary directory, stores its path in *bin, runs the tests and cleans up.
+// It returns the exit code for os.Exit.
+func RunWithBinary(m *testing.M, bin *string) int {
+	dir, err := os.MkdirTemp("", "keyward-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	if *bin, err = BuildBinary(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return m.Run()
+}

@@ -30,21 +30,7 @@ import (
 // e2eBinary is the keyward binary built once for this package's end-to-end tests.
 var e2eBinary string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "keyward-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	e2eBinary, err = clustertest.BuildBinary(dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(clustertest.RunWithBinary(m, &e2eBinary)) }
 
 // kw runs the keyward CLI as a real process against node and returns stdout, stderr and the
 // exit code.
