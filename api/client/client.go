@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -33,9 +34,12 @@ var (
 	ErrMalformedResponse = errors.New("malformed response")
 )
 
-// Client talks to one keyward server. It is safe for concurrent use.
+// Client talks to a keyward cluster through one or more of its nodes. It is safe for
+// concurrent use.
 type Client struct {
-	base  *url.URL
+	base  *url.URL   // the first node
+	bases []*url.URL // every node given, in order
+	pref  atomic.Int32
 	token string
 	hc    *http.Client
 }
@@ -95,12 +99,22 @@ func WithTLSConfig(cfg *tls.Config) Option {
 // New returns a Client for the server at addr, such as "http://127.0.0.1:8200",
 // "https://keyward.example:8200" or "127.0.0.1:8200" (taken as http). addr may carry a path
 // prefix when the API is served below one.
+//
+// addr may list several nodes separated by commas: a request that cannot reach one node, or
+// that a node refuses without acting on it (no leader), moves on to the next, and the client
+// keeps using the node that answered. A write is only retried elsewhere when it certainly had
+// no effect (the connection was refused, or the node answered no_leader); reads are retried on
+// any transport failure, 5xx or 429.
 func New(addr string, opts ...Option) (*Client, error) {
-	base, err := parseAddr(addr)
-	if err != nil {
-		return nil, err
+	var bases []*url.URL
+	for _, a := range strings.Split(addr, ",") {
+		base, err := parseAddr(a)
+		if err != nil {
+			return nil, err
+		}
+		bases = append(bases, base)
 	}
-	c := &Client{base: base, hc: &http.Client{Timeout: DefaultTimeout}}
+	c := &Client{base: bases[0], bases: bases, hc: &http.Client{Timeout: DefaultTimeout}}
 	for _, o := range opts {
 		o(c)
 	}

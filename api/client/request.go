@@ -5,8 +5,10 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -29,11 +31,16 @@ type call struct {
 	accept   string // Accept header; empty means application/json
 }
 
-// endpointURL returns the request URL of k, escaping each path segment.
+// endpointURL returns the request URL of k on the preferred node.
 func (c *Client) endpointURL(k call) (*url.URL, error) {
-	u := *c.base
+	return endpointURLFor(c.bases[c.pref.Load()], k)
+}
+
+// endpointURLFor returns the request URL of k on the node at base, escaping each path segment.
+func endpointURLFor(base *url.URL, k call) (*url.URL, error) {
+	u := *base
 	u.Path += k.endpoint
-	u.RawPath = c.base.EscapedPath() + k.endpoint
+	u.RawPath = base.EscapedPath() + k.endpoint
 	if !k.noPath {
 		esc, err := escapePath(k.path)
 		if err != nil {
@@ -83,9 +90,51 @@ func (c *Client) do(ctx context.Context, k call, out any) (http.Header, int, err
 	return h, status, nil
 }
 
-// send performs k and returns the headers, status and body of the answer, whatever the status.
+// send performs k on the preferred node, moving on to the next node when the attempt is safe
+// to repeat elsewhere (see New), and returns the headers, status and body of the answer,
+// whatever the status.
 func (c *Client) send(ctx context.Context, k call) (http.Header, int, []byte, error) {
-	u, err := c.endpointURL(k)
+	start := int(c.pref.Load())
+	var h http.Header
+	var status int
+	var body []byte
+	var err error
+	for i := range c.bases {
+		n := (start + i) % len(c.bases)
+		h, status, body, err = c.sendTo(ctx, c.bases[n], k)
+		if ctx.Err() != nil || !c.tryNext(k.method, status, body, err) || i == len(c.bases)-1 {
+			if err == nil && status < 500 && status != http.StatusTooManyRequests {
+				c.pref.Store(int32(n))
+			}
+			return h, status, body, err
+		}
+	}
+	return h, status, body, err
+}
+
+// tryNext reports whether an attempt may be repeated on another node: always when nothing was
+// sent or the node refused for lack of a leader; for reads also after any transport error,
+// 5xx or 429.
+func (c *Client) tryNext(method string, status int, body []byte, err error) bool {
+	if len(c.bases) < 2 {
+		return false
+	}
+	read := method == http.MethodGet || method == http.MethodHead
+	if err != nil {
+		var op *net.OpError
+		return read || (errors.As(err, &op) && op.Op == "dial")
+	}
+	if status == http.StatusServiceUnavailable {
+		if e := decodeError(status, nil, body); e.Code == "no_leader" {
+			return true
+		}
+	}
+	return read && (status >= 500 || status == http.StatusTooManyRequests)
+}
+
+// sendTo performs k on the node at base.
+func (c *Client) sendTo(ctx context.Context, base *url.URL, k call) (http.Header, int, []byte, error) {
+	u, err := endpointURLFor(base, k)
 	if err != nil {
 		return nil, 0, nil, err
 	}
