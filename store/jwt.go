@@ -51,9 +51,13 @@ func (s *Service) LoginJWT(ctx context.Context, token string) (*Login, error) {
 	if s.d.JWT == nil {
 		return nil, s.audited(ctx, record{action: "LOGIN"}, fmt.Errorf("%w: JWT login is not configured", ErrLoginFailed))
 	}
+	st, _, err := s.readState(ctx, ReadOptions{})
+	if err != nil {
+		return nil, s.audited(ctx, record{action: "LOGIN"}, err)
+	}
 	var issuers []jwtauth.Issuer
 	ttls := map[string][2]time.Duration{}
-	s.d.State.State().JWTIssuers(func(j *fsm.JWTIssuer) bool {
+	st.JWTIssuers(func(j *fsm.JWTIssuer) bool {
 		var iss jwtauth.Issuer
 		if json.Unmarshal(j.Config, &iss) == nil {
 			iss.Name = j.Name
