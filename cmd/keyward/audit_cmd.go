@@ -9,9 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -201,38 +199,20 @@ func (l *lineWriter) Write(p []byte) (int, error) {
 // on failure it removes file.tmp and leaves file as it was. It returns the bytes and lines
 // written.
 func saveAuditExport(ctx context.Context, c *client.Client, file string) (n, lines int64, err error) {
-	tmp := file + ".tmp"
-	// Start afresh: a left-over file.tmp (or anything planted there) is not written through.
-	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return 0, 0, fmt.Errorf("audit export: %w", err)
-	}
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return 0, 0, fmt.Errorf("audit export: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(tmp)
+	lw := &lineWriter{}
+	err = writeFileAtomic(file, "audit export", func(w io.Writer) error {
+		lw.w = w
+		if err := c.AuditExport(ctx, lw); err != nil {
+			return err
 		}
-	}()
-	lw := &lineWriter{w: f}
-	if err := c.AuditExport(ctx, lw); err != nil {
+		if lw.bytes > 0 && lw.last != '\n' {
+			return errors.New("audit export: the server's answer was cut short (no final line ending)")
+		}
+		return nil
+	})
+	if err != nil {
 		return 0, 0, err
 	}
-	if lw.bytes > 0 && lw.last != '\n' {
-		return 0, 0, errors.New("audit export: the server's answer was cut short (no final line ending)")
-	}
-	if err := f.Sync(); err != nil {
-		return 0, 0, fmt.Errorf("audit export: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return 0, 0, fmt.Errorf("audit export: %w", err)
-	}
-	if err := os.Rename(tmp, file); err != nil {
-		return 0, 0, fmt.Errorf("audit export: %w", err)
-	}
-	syncDir(filepath.Dir(file))
 	return lw.bytes, lw.lines, nil
 }
 

@@ -6,9 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
-	"path/filepath"
 
 	"github.com/keyward/keyward/api/client"
 )
@@ -52,50 +50,22 @@ func snapshotSaveCommand() subcommand {
 
 // saveSnapshot streams a snapshot into file.tmp, syncs it and renames it to file; on failure
 // it removes file.tmp and leaves file as it was. It returns the bytes written.
-func saveSnapshot(ctx context.Context, c *client.Client, file string) (n int64, err error) {
-	tmp := file + ".tmp"
-	// Start afresh: a left-over file.tmp (or anything planted there) is not written through.
-	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return 0, fmt.Errorf("snapshot: %w", err)
-	}
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return 0, fmt.Errorf("snapshot: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(tmp)
+func saveSnapshot(ctx context.Context, c *client.Client, file string) (int64, error) {
+	cw := &countingWriter{}
+	err := writeFileAtomic(file, "snapshot", func(w io.Writer) error {
+		cw.w = w
+		if err := c.SnapshotSave(ctx, cw); err != nil {
+			return err
 		}
-	}()
-	cw := &countingWriter{w: f}
-	if err := c.SnapshotSave(ctx, cw); err != nil {
+		if cw.n == 0 {
+			return errors.New("snapshot: the server sent an empty snapshot")
+		}
+		return nil
+	})
+	if err != nil {
 		return 0, err
 	}
-	if cw.n == 0 {
-		return 0, errors.New("snapshot: the server sent an empty snapshot")
-	}
-	if err := f.Sync(); err != nil {
-		return 0, fmt.Errorf("snapshot: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return 0, fmt.Errorf("snapshot: %w", err)
-	}
-	if err := os.Rename(tmp, file); err != nil {
-		return 0, fmt.Errorf("snapshot: %w", err)
-	}
-	syncDir(filepath.Dir(file))
 	return cw.n, nil
-}
-
-// syncDir makes a rename in dir durable, where the file system allows it.
-func syncDir(dir string) {
-	d, err := os.Open(dir)
-	if err != nil {
-		return
-	}
-	_ = d.Sync()
-	_ = d.Close()
 }
 
 // countingWriter counts the bytes written through it.
