@@ -152,7 +152,7 @@ func (s *Service) Get(ctx context.Context, path string, sel Selector, ro ReadOpt
 	if _, err := s.authorize(ctx, st, fsm.ActionRead, path, sec); err != nil {
 		return nil, s.audited(ctx, rec, err)
 	}
-	v, err := s.get(ctx, st, info, path, sel)
+	v, err := s.get(ctx, st, info, path, sec, sel)
 	if v != nil {
 		rec.versionID = v.VersionID
 	}
@@ -165,9 +165,8 @@ func (s *Service) Get(ctx context.Context, path string, sel Selector, ro ReadOpt
 	return v, nil
 }
 
-func (s *Service) get(ctx context.Context, st *fsm.State, info ReadInfo, path string, sel Selector) (*Value, error) {
-	sec, err := liveSecret(st, path)
-	if err != nil {
+func (s *Service) get(ctx context.Context, st *fsm.State, info ReadInfo, path string, sec *fsm.Secret, sel Selector) (*Value, error) {
+	if err := requireLive(sec, path); err != nil {
 		return nil, err
 	}
 	var v *fsm.SecretVersion
@@ -224,8 +223,7 @@ func (s *Service) Versions(ctx context.Context, path string, ro ReadOptions) (*M
 	if _, err := s.authorize(ctx, st, fsm.ActionRead, path, sec); err != nil {
 		return nil, s.audited(ctx, rec, err)
 	}
-	sec, err = liveSecret(st, path)
-	if err := s.audited(ctx, rec, err); err != nil {
+	if err := s.audited(ctx, rec, requireLive(sec, path)); err != nil {
 		return nil, err
 	}
 	return &Metadata{Secret: sec, Versions: st.Versions(sec.ID), Read: info}, nil

@@ -199,16 +199,13 @@ func lcString(d time.Duration) string {
 	return d.Round(time.Millisecond).String()
 }
 
-// liveSecret finds a secret that is not soft-deleted.
-func liveSecret(st *fsm.State, path string) (*fsm.Secret, error) {
-	if err := ValidatePath(path); err != nil {
-		return nil, err
+// requireLive fails with ErrNotFound unless sec (looked up at path; nil when absent) is a
+// secret that is not soft-deleted.
+func requireLive(sec *fsm.Secret, path string) error {
+	if sec == nil || sec.Deleted() {
+		return fmt.Errorf("secret %q: %w", path, ErrNotFound)
 	}
-	sec, ok := st.SecretByPath(path)
-	if !ok || sec.Deleted() {
-		return nil, fmt.Errorf("secret %q: %w", path, ErrNotFound)
-	}
-	return sec, nil
+	return nil
 }
 
 // fsmError maps an FSM business failure to the service's errors.
