@@ -176,15 +176,31 @@ func (c *Cluster) StartReserved(i int, args ...string) {
 	c.t.Cleanup(p.Kill)
 }
 
-// freeAddrOn returns ip:port with a port that was free a moment ago.
+// freeAddrOn returns ip:port with a port that was free a moment ago for both TCP and UDP
+// (gossip uses both). Ports come from below Linux's ephemeral range (32768 and up), so an
+// outgoing connection of another node cannot take the port before the node binds it.
 func freeAddrOn(t testing.TB, ip string) string {
 	t.Helper()
-	l, err := net.Listen("tcp", ip+":0")
-	if err != nil {
-		t.Fatalf("free port on %s: %v", ip, err)
+	for try := 0; try < 200; try++ {
+		n, err := rand.Int(rand.Reader, big.NewInt(22000))
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := net.JoinHostPort(ip, strconv.Itoa(10000+int(n.Int64())))
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		u, err := net.ListenPacket("udp", addr)
+		l.Close()
+		if err != nil {
+			continue
+		}
+		u.Close()
+		return addr
 	}
-	defer l.Close()
-	return l.Addr().String()
+	t.Fatalf("no free port on %s", ip)
+	return ""
 }
 
 // Client returns a Go client for node i.
