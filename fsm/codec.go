@@ -24,6 +24,7 @@ type wireResult struct {
 	Destroyed []uint64       `json:"destroyed,omitempty"`
 	AuditSeq  uint64         `json:"audit_seq,omitempty"`
 	Token     *Token         `json:"token,omitempty"`
+	RotSeq    uint64         `json:"rotation_seq,omitempty"`
 }
 
 type wireResponse struct {
@@ -41,10 +42,12 @@ var errorKinds = []struct {
 	{"version_is_current", ErrVersionIsCurrent},
 	{"invalid", ErrInvalid},
 	{"denied", ErrDenied},
+	{"rotation_busy", ErrRotationBusy},
+	{"rotation_step", ErrRotationStep},
 }
 
 func toWireResult(r *Result) wireResult {
-	w := wireResult{Index: r.Index, Secret: r.Secret, Destroyed: r.Destroyed, AuditSeq: r.AuditSeq, Token: r.Token}
+	w := wireResult{Index: r.Index, Secret: r.Secret, Destroyed: r.Destroyed, AuditSeq: r.AuditSeq, Token: r.Token, RotSeq: r.RotationSeq}
 	if r.Version != nil {
 		// The proposer already has the ciphertext; send the version's metadata only.
 		v := *r.Version
@@ -70,7 +73,7 @@ func toWireResult(r *Result) wireResult {
 }
 
 func fromWireResult(w wireResult) *Result {
-	r := &Result{Index: w.Index, Secret: w.Secret, Version: w.Version, Destroyed: w.Destroyed, AuditSeq: w.AuditSeq, Token: w.Token}
+	r := &Result{Index: w.Index, Secret: w.Secret, Version: w.Version, Destroyed: w.Destroyed, AuditSeq: w.AuditSeq, Token: w.Token, RotationSeq: w.RotSeq}
 	if we := w.Err; we != nil {
 		switch {
 		case we.Kind == "conflict" && we.Conflict != nil:

@@ -20,6 +20,8 @@ type Result struct {
 	Destroyed []uint64
 	AuditSeq  uint64 // last sequence number assigned by AppendAudit
 	Token     *Token
+	// RotationSeq is the rotation a rotation command started, moved or (RotateNow) will start.
+	RotationSeq uint64
 }
 
 // handler applies one decoded command to tx. It must be deterministic: no clock, randomness or
@@ -62,6 +64,9 @@ func New(log *slog.Logger) *FSM {
 		CmdAppendAudit:     decodeInto(applyAppendAudit),
 	}
 	for t, h := range f.identityHandlers() {
+		f.handlers[t] = h
+	}
+	for t, h := range rotationHandlers() {
 		f.handlers[t] = h
 	}
 	f.state.Store(emptyState())
