@@ -41,7 +41,11 @@ type Client struct {
 	bases []*url.URL // every node given, in order
 	pref  atomic.Int32
 	token string
+	auth  *authState // set by WithAuth; nil: the fixed token
 	hc    *http.Client
+	// noRedirect: a redirect named a node the client was not given, so writes are left to
+	// the server's forwarding.
+	noRedirect atomic.Bool
 }
 
 // Option configures a Client.

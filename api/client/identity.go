@@ -209,10 +209,15 @@ func (c *Client) doSys(ctx context.Context, method, endpoint string, body, out a
 	return err
 }
 
-// login posts body to endpoint and decodes a LoginResponse.
+// login posts body to endpoint, without credentials, and decodes a LoginResponse.
 func (c *Client) login(ctx context.Context, endpoint string, body any) (*LoginResponse, error) {
+	return c.postLogin(ctx, call{method: http.MethodPost, endpoint: endpoint, noPath: true, body: body, auth: authNone})
+}
+
+// postLogin sends k and decodes a LoginResponse.
+func (c *Client) postLogin(ctx context.Context, k call) (*LoginResponse, error) {
 	var out LoginResponse
-	if _, _, err := c.do(ctx, call{method: http.MethodPost, endpoint: endpoint, noPath: true, body: body}, &out); err != nil {
+	if _, _, err := c.do(ctx, k, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
@@ -277,7 +282,7 @@ func (c *Client) TokenSelf(ctx context.Context) (*TokenInfo, error) {
 // RenewToken extends the client's token by its TTL, up to its maximum lifetime. The answer
 // carries no token text.
 func (c *Client) RenewToken(ctx context.Context) (*LoginResponse, error) {
-	return c.login(ctx, "/v1/auth/token/renew", nil)
+	return c.postLogin(ctx, call{method: http.MethodPost, endpoint: "/v1/auth/token/renew", noPath: true})
 }
 
 // RevokeToken revokes a token: the client's own when token and accessor are both empty, the

@@ -29,7 +29,18 @@ type call struct {
 	query    url.Values
 	body     any    // JSON-encoded when non-nil
 	accept   string // Accept header; empty means application/json
+	auth     authMode
+	token    string // the token sent with authExplicit
 }
+
+// authMode says which credentials a call carries.
+type authMode uint8
+
+const (
+	authAuto     authMode = iota // the client's token (WithAuth, else WithToken)
+	authNone                     // none: logins
+	authExplicit                 // call.token
+)
 
 // endpointURL returns the request URL of k on the preferred node.
 func (c *Client) endpointURL(k call) (*url.URL, error) {
@@ -90,10 +101,45 @@ func (c *Client) do(ctx context.Context, k call, out any) (http.Header, int, err
 	return h, status, nil
 }
 
-// send performs k on the preferred node, moving on to the next node when the attempt is safe
-// to repeat elsewhere (see New), and returns the headers, status and body of the answer,
-// whatever the status.
+// tokenFor returns the token k carries ("" for none), logging in first when the client uses
+// WithAuth and holds no valid token.
+func (c *Client) tokenFor(ctx context.Context, k call) (string, error) {
+	switch {
+	case k.auth == authNone:
+		return "", nil
+	case k.auth == authExplicit:
+		return k.token, nil
+	case c.auth != nil:
+		return c.auth.token(ctx, c)
+	}
+	return c.token, nil
+}
+
+// send performs k with the client's credentials (see sendAny). When the client logs in
+// through an Auth and the server refuses its token (expired early, revoked), it logs in again
+// once and repeats k: a 401 answer means k had no effect.
 func (c *Client) send(ctx context.Context, k call) (http.Header, int, []byte, error) {
+	tok, err := c.tokenFor(ctx, k)
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	h, status, body, err := c.sendAny(ctx, k, tok)
+	if err == nil && status == http.StatusUnauthorized && c.auth != nil && k.auth == authAuto &&
+		decodeError(status, nil, body).Code == "unauthenticated" {
+		c.auth.invalidate(tok)
+		if tok, err = c.auth.token(ctx, c); err != nil {
+			return nil, 0, nil, err
+		}
+		return c.sendAny(ctx, k, tok)
+	}
+	return h, status, body, err
+}
+
+// sendAny performs k on the preferred node, moving on to the next node when the attempt is
+// safe to repeat elsewhere (see New), and returns the headers, status and body of the answer,
+// whatever the status. A write sent to a follower asks to be redirected to the leader (see
+// leaderRedirect), so the client learns which node leads and prefers it from then on.
+func (c *Client) sendAny(ctx context.Context, k call, tok string) (http.Header, int, []byte, error) {
 	start := int(c.pref.Load())
 	var h http.Header
 	var status int
@@ -101,7 +147,11 @@ func (c *Client) send(ctx context.Context, k call) (http.Header, int, []byte, er
 	var err error
 	for i := range c.bases {
 		n := (start + i) % len(c.bases)
-		h, status, body, err = c.sendTo(ctx, c.bases[n], k)
+		ask := c.askRedirect(k)
+		h, status, body, err = c.sendTo(ctx, c.bases[n], k, tok, ask)
+		if ask && err == nil && status == http.StatusTemporaryRedirect {
+			n, h, status, body, err = c.followLeader(ctx, k, tok, n, h)
+		}
 		if ctx.Err() != nil || !c.tryNext(k.method, status, body, err) || i == len(c.bases)-1 {
 			if err == nil && status < 500 && status != http.StatusTooManyRequests {
 				c.pref.Store(int32(n))
@@ -110,6 +160,48 @@ func (c *Client) send(ctx context.Context, k call) (http.Header, int, []byte, er
 		}
 	}
 	return h, status, body, err
+}
+
+// askRedirect reports whether k, a write, asks a follower for a redirect to the leader: only
+// with several nodes, and until a redirect named a node the client was not given.
+func (c *Client) askRedirect(k call) bool {
+	return len(c.bases) > 1 && !c.noRedirect.Load() && k.method != http.MethodGet && k.method != http.MethodHead
+}
+
+// followLeader handles a 307 from the node bases[n] to a write: the follower did not act on it.
+// When the Location names one of the client's nodes, k is sent there (the leader); otherwise
+// the client stops asking for redirects and sends k to bases[n] again, which forwards it to
+// the leader itself. It returns the node that answered and its answer.
+func (c *Client) followLeader(ctx context.Context, k call, tok string, n int, h http.Header) (int, http.Header, int, []byte, error) {
+	if to := c.nodeOf(h.Get("Location")); to >= 0 && to != n {
+		h2, status, body, err := c.sendTo(ctx, c.bases[to], k, tok, false)
+		if err == nil {
+			return to, h2, status, body, nil
+		}
+		if !c.tryNext(k.method, status, body, err) {
+			return to, h2, status, body, err
+		}
+		// The named leader cannot be reached: let the follower forward instead.
+	} else {
+		c.noRedirect.Store(true)
+	}
+	h, status, body, err := c.sendTo(ctx, c.bases[n], k, tok, false)
+	return n, h, status, body, err
+}
+
+// nodeOf returns the index of the node whose API a redirect location points into, or -1.
+func (c *Client) nodeOf(location string) int {
+	u, err := url.Parse(location)
+	if err != nil {
+		return -1
+	}
+	for i, b := range c.bases {
+		if strings.EqualFold(u.Scheme, b.Scheme) && strings.EqualFold(u.Host, b.Host) &&
+			strings.HasPrefix(u.EscapedPath(), b.EscapedPath()+"/") {
+			return i
+		}
+	}
+	return -1
 }
 
 // tryNext reports whether an attempt may be repeated on another node: always when nothing was
@@ -132,8 +224,9 @@ func (c *Client) tryNext(method string, status int, body []byte, err error) bool
 	return read && (status >= 500 || status == http.StatusTooManyRequests)
 }
 
-// sendTo performs k on the node at base.
-func (c *Client) sendTo(ctx context.Context, base *url.URL, k call) (http.Header, int, []byte, error) {
+// sendTo performs k on the node at base with token tok; redirect asks a follower to answer a
+// write with a redirect to the leader instead of forwarding it.
+func (c *Client) sendTo(ctx context.Context, base *url.URL, k call, tok string, redirect bool) (http.Header, int, []byte, error) {
 	u, err := endpointURLFor(base, k)
 	if err != nil {
 		return nil, 0, nil, err
@@ -156,8 +249,11 @@ func (c *Client) sendTo(ctx context.Context, base *url.URL, k call) (http.Header
 	if k.body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	if redirect {
+		req.Header.Set(wire.HeaderRedirect, "true")
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {

@@ -183,8 +183,12 @@ func (c *Client) stream(ctx context.Context, method, endpoint string, body io.Re
 	if body != nil {
 		req.Header.Set("Content-Type", "application/octet-stream")
 	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
+	tok, err := c.tokenFor(ctx, call{})
+	if err != nil {
+		return nil, err
+	}
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
 	}
 	hc := *c.hc
 	hc.Timeout = 0
