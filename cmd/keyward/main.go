@@ -34,6 +34,8 @@ func (x cli) run(args []string) int {
 	switch args[0] {
 	case "server":
 		return runServer(args[1:])
+	case "agent":
+		return x.agentCmd(args[1:])
 	case "secret":
 		return x.secret(args[1:])
 	case "cluster":
@@ -77,6 +79,8 @@ func (x cli) help(args []string) int {
 		return x.runGroup(operatorGroup(), append(args[1:len(args):len(args)], "--help"))
 	case args[0] == "server":
 		return runServer([]string{"--help"})
+	case args[0] == "agent":
+		return x.agentCmd([]string{"--help"})
 	case args[0] == "version":
 		fmt.Fprintln(x.stdout, "Usage: keyward version\n\nPrints the version of this binary.")
 		return 0
@@ -97,6 +101,7 @@ func (x cli) usage(w io.Writer) {
 
 Commands:
   server    run a keyward server node
+  agent     sidecar: keep secrets fresh, render them to files, serve them locally
   secret    read and write secrets: put, get, list, versions, destroy, delete, restore
   cluster   inspect and change the cluster: members, peers, status, join, remove, transfer-leader
   snapshot  back up and restore the cluster's state: save, restore, force
