@@ -154,3 +154,9 @@ func parseAddr(addr string) (*url.URL, error) {
 	u.ForceQuery = false
 	return u, nil
 }
+
+// PreferredNode returns the base URL of the node the client sends its next request to: the
+// last one that answered, or the leader a write was redirected to.
+func (c *Client) PreferredNode() string {
+	return c.bases[c.pref.Load()].String()
+}
