@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -382,5 +383,96 @@ func TestConfigValidate(t *testing.T) {
 	_ = json.NewEncoder(&buf).Encode(lc)
 	if !strings.Contains(buf.String(), `"perms":"0640"`) || !strings.Contains(buf.String(), `"ttl":"30s"`) {
 		t.Fatalf("marshal: %s", buf.String())
+	}
+}
+
+// TestRunListensAndStops: Run replaces a stale socket file left by a crash, serves on the
+// socket with its mode, and on cancellation stops and removes the socket; a TCP listener on
+// loopback serves too.
+func TestRunListensAndStops(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "a.sock")
+	stale, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale.(*net.UnixListener).SetUnlinkOnClose(false)
+	stale.Close()
+	v := &values{m: map[string]string{"a": "1"}}
+	a := testAgent(t, Config{Secrets: []SecretConfig{{Path: "a"}}, Listen: ListenConfig{Address: "unix:" + sock, SocketMode: 0o660}}, v)
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- a.Run(ctx) }()
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		}}}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := hc.Get("http://agent/v1/secret/a?format=raw")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if string(b) == "1" {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("endpoint never answered: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o660 {
+		t.Fatalf("socket mode: %v %v", fi, err)
+	}
+	cancel()
+	select {
+	case err := <-ran:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after cancellation")
+	}
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Fatalf("socket left: %v", err)
+	}
+
+	// A regular file where the socket should be is not removed.
+	if err := os.WriteFile(sock, []byte("keep"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := testAgent(t, Config{Secrets: []SecretConfig{{Path: "a"}}, Listen: ListenConfig{Address: "unix:" + sock}}, v).Run(context.Background()); err == nil {
+		t.Fatal("Run replaced a regular file with its socket")
+	}
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	a = testAgent(t, Config{Secrets: []SecretConfig{{Path: "a"}}, Listen: ListenConfig{Address: addr}}, v)
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	go func() { ran <- a.Run(ctx) }()
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/v1/health")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("TCP endpoint never answered: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-ran; err != nil {
+		t.Fatal(err)
 	}
 }
