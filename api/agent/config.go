@@ -20,7 +20,7 @@ var ErrConfig = errors.New("invalid agent configuration")
 // Defaults of Config.
 const (
 	DefaultRenderInterval = 5 * time.Second
-	DefaultFetchTimeout   = 10 * time.Second
+	DefaultFetchTimeout   = 5 * time.Second
 	DefaultCommandTimeout = 30 * time.Second
 	DefaultFileMode       = 0o600
 	DefaultSocketMode     = 0o600
@@ -38,7 +38,8 @@ type Config struct {
 	// RenderInterval is how often templates are rendered from the cache (a render that finds
 	// fresh cached values makes no network call). Default 5s, at most the cache TTL.
 	RenderInterval Duration `json:"render_interval"`
-	// FetchTimeout bounds one fetch from the cluster. Default 10s.
+	// FetchTimeout bounds one fetch from the cluster (a local read waiting for a fetch during a
+	// network partition waits at most this long before it gets the stale value). Default 5s.
 	FetchTimeout Duration `json:"fetch_timeout"`
 	// Secrets are served on the local endpoint and kept fresh; nothing else is served there.
 	Secrets   []SecretConfig   `json:"secrets"`
