@@ -53,6 +53,7 @@ var errorTable = []struct {
 	{store.ErrTooStale, http.StatusServiceUnavailable, "too_stale"},
 	{store.ErrIndexNotReached, http.StatusServiceUnavailable, "index_not_reached"},
 	{store.ErrBadSnapshot, http.StatusBadRequest, "invalid_snapshot"},
+	{store.ErrRotationBusy, http.StatusConflict, "rotation_busy"},
 	{cluster.ErrNotFound, http.StatusNotFound, "not_found"},
 	{cluster.ErrNotLeader, http.StatusServiceUnavailable, "no_leader"},
 	{cluster.ErrOutcomeUnknown, http.StatusServiceUnavailable, "outcome_unknown"},

@@ -64,6 +64,8 @@ type Deps struct {
 	// caller is then an admin).
 	Identity Identity
 	Accounts Accounts
+	// Rotation serves the rotation endpoints (nil: not served).
+	Rotation Rotations
 	Health   Health
 	Cluster  Cluster
 	// Metrics serves /metrics (nil: not served); Observer records each request.
@@ -111,6 +113,9 @@ func New(d Deps) *Server {
 	r.HandleFunc("/v1/sys/cluster/transfer-leader", s.adminOnly(s.clusterTransfer)).Methods(http.MethodPost)
 	if d.Accounts != nil {
 		s.identityRoutes(r)
+	}
+	if d.Rotation != nil {
+		s.rotationRoutes(r)
 	}
 	if d.Metrics != nil {
 		r.Handle("/metrics", d.Metrics).Methods(http.MethodGet)

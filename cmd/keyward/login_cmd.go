@@ -17,7 +17,7 @@ import (
 // commands (`keyward auth` has groups of its own, see auth); ok is false for other names.
 func identityGroup(name string) (g commandGroup, ok bool) {
 	for _, mk := range []func() commandGroup{loginGroup, tokenGroup, userGroup, serviceGroup, roleGroup,
-		policyGroup, approleGroup, auditGroup} {
+		policyGroup, approleGroup, auditGroup, rotationGroup} {
 		if g = mk(); g.name == name {
 			return g, true
 		}

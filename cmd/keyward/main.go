@@ -112,6 +112,7 @@ Commands:
   service   service principals (mTLS, AppRole and JWT identities): create, delete, list
   role      roles and their members: create, delete, add-member, remove-member, list
   policy    grants of actions on secrets and path patterns: grant, revoke, list
+  rotation  scheduled zero-downtime rotation of a secret: set, show, now, history, delete
   approle   AppRoles for workload logins: create, secret-id, delete, list
   auth      configure login methods: jwt set, jwt delete
   audit     the audit log: list, export, verify

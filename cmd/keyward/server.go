@@ -158,8 +158,10 @@ func serve(ctx context.Context, cfg *serverConfig, log *slog.Logger) error {
 		go pruneAudit(ctx, svc, node, cfg.auditKeep, log)
 	}
 	reg := newMetrics(node, machine, envelope, auditLog)
+	rotations, rotationMetrics := startRotation(ctx, cfg, svc, node, log)
+	reg.registry.MustRegister(rotationMetrics...)
 	handler := api.New(api.Deps{
-		Secrets: svc, Identity: svc, Accounts: svc, Health: healthSource{node: node, fsm: machine}, Cluster: node,
+		Secrets: svc, Identity: svc, Accounts: svc, Rotation: rotations, Health: healthSource{node: node, fsm: machine}, Cluster: node,
 		Metrics: promhttp.HandlerFor(reg.registry, promhttp.HandlerOpts{}), Observer: reg, Log: log,
 	})
 	if cfg.autoSnapDir != "" {

@@ -50,6 +50,11 @@ type serverConfig struct {
 	deadCleanup  time.Duration
 	pprofAddr    string
 	auditKeep    time.Duration
+	// Rotation (rotation package): recovery window of soft-deleted secrets, retry backoff, and
+	// the test-only pause hook directory.
+	recoveryWindow  time.Duration
+	rotationBackoff time.Duration
+	rotationHookDir string
 }
 
 func serverFlags(c *serverConfig, stderr io.Writer) *flag.FlagSet {
@@ -86,6 +91,9 @@ func serverFlags(c *serverConfig, stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&c.autoSnapKeep, "auto-snapshot-retain", 24, "automatic snapshot files to keep")
 	fs.DurationVar(&c.deadCleanup, "dead-server-cleanup", 0, "remove a voter dead this long if at least three voters remain (0: off)")
 	fs.DurationVar(&c.auditKeep, "audit-retention", 0, "drop committed audit records older than this (0: keep forever)")
+	fs.DurationVar(&c.recoveryWindow, "recovery-window", 30*24*time.Hour, "the leader purges soft-deleted secrets this long after their deletion (0: keep them until purged by hand)")
+	fs.DurationVar(&c.rotationBackoff, "rotation-backoff", time.Second, "first retry delay of a failed rotation step; doubles per attempt up to 1m, and a step before promotion is tried 3 times")
+	fs.StringVar(&c.rotationHookDir, "rotation-test-hook-dir", "", "TESTS ONLY: directory of pause-at-STEP files that make the rotation runner stop after recording STEP")
 	fs.StringVar(&c.pprofAddr, "pprof-addr", "", "serve Go's net/http/pprof on this (loopback) address, for profiling (off when empty)")
 	return fs
 }
