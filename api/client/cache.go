@@ -217,13 +217,20 @@ func (c *Cache) load(ctx context.Context, k cacheKey) (*Secret, CacheInfo, error
 	for {
 		now := c.now()
 		c.mu.Lock()
-		if e := c.entries[k]; e != nil && now.Before(e.expires) {
+		e := c.entries[k]
+		if e != nil && now.Before(e.expires) {
 			c.mu.Unlock() // filled while we were looking
 			e.lastUsed.Store(c.since(now))
 			c.hits.Add(1)
 			return e.val, CacheInfo{Hit: true, Age: now.Sub(e.fetched)}, nil
 		}
 		f, joined := c.flights[k]
+		if joined && e != nil && e.servedStale.Load() {
+			// An outage is under way and another caller is already retrying (which may take
+			// until its deadline during a partition): answer with the stale value now.
+			c.mu.Unlock()
+			return c.serveStale(k, e, now)
+		}
 		if !joined {
 			f = &flight{done: make(chan struct{})}
 			c.flights[k] = f

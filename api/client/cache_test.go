@@ -534,3 +534,41 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestCacheOutageJoinersDoNotWait: once a value was served stale, callers that find a retry
+// in progress get the stale value at once instead of waiting for the retry to give up.
+func TestCacheOutageJoinersDoNotWait(t *testing.T) {
+	c, ff, clk := newTestCacheLoop(t, CacheOptions{TTL: time.Minute}, false)
+	v1, _ := mustGet(t, c, "k", Selector{})
+	ff.setErr(outageErrors()["deadline"])
+	clk.Advance(2 * time.Minute)
+	if _, info := mustGet(t, c, "k", Selector{}); !info.Stale {
+		t.Fatalf("%+v", info)
+	}
+	clk.Advance(time.Minute) // past the outage backoff: the next caller retries
+	gate := make(chan struct{})
+	ff.mu.Lock()
+	ff.gate = gate
+	ff.mu.Unlock()
+	before := ff.calls.Load()
+	retried := make(chan error, 1)
+	go func() {
+		_, _, err := c.Get(context.Background(), "k", Selector{})
+		retried <- err
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for ff.calls.Load() == before {
+		if time.Now().After(deadline) {
+			t.Fatal("the retry never started")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	v, info := mustGet(t, c, "k", Selector{})
+	if v != v1 || !info.Stale {
+		t.Fatalf("joiner during a retry: %q %+v", v, info)
+	}
+	close(gate)
+	if err := <-retried; err != nil {
+		t.Fatalf("the retrying caller: %v", err)
+	}
+}
