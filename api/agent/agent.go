@@ -97,6 +97,10 @@ func New(cfg *Config, log *slog.Logger, cmdOut io.Writer) (*Agent, error) {
 	return a, nil
 }
 
+// Close stops the cache's background refreshes; Run does it on return. Needed only when Tick
+// is used without Run.
+func (a *Agent) Close() { a.cache.Close() }
+
 // Registry returns the agent's Prometheus registry, served on /metrics.
 func (a *Agent) Registry() *prometheus.Registry { return a.metrics.reg }
 

@@ -4,6 +4,8 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
+	"io"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -14,6 +16,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"github.com/keyward/keyward/api/agent"
 	"github.com/keyward/keyward/api/client"
 	"github.com/keyward/keyward/cluster/certs"
 	"github.com/keyward/keyward/cluster/clustertest"
@@ -197,6 +200,20 @@ func TestClientAuthMethods(t *testing.T) {
 		}
 		if info, err := cl.TokenSelf(ctx); err != nil || info.PrincipalID != "spiffe://example.org/reader" {
 			t.Fatalf("token self: %+v %v", info, err)
+		}
+		// The agent in-process with the certificate as its identity renders a file.
+		dest := filepath.Join(dir, "cert-agent.out")
+		ag, err := agent.New(&agent.Config{Addr: all, TLS: agent.TLSConfig{CAFile: c.CAFile, CertFile: live, KeyFile: liveKey},
+			Auth:      agent.AuthConfig{Method: "cert"},
+			Templates: []agent.TemplateConfig{{Contents: `KEY={{ secret "svc/key" }}`, Destination: dest}},
+		}, slog.New(slog.DiscardHandler), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ag.Close()
+		ag.Tick(ctx)
+		if b, err := os.ReadFile(dest); err != nil || string(b) != "KEY=k1" {
+			t.Fatalf("agent with a client certificate rendered %q %v", b, err)
 		}
 		// Replace the files: a new connection presents the new certificate, whose principal
 		// has no grant.
