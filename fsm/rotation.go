@@ -169,8 +169,9 @@ type PutRotationPolicy struct {
 	At     int64          `json:"at"`
 }
 
-// DeleteRotationPolicy removes a secret's policy. Unless Force, it fails with ErrRotationBusy
-// while a rotation runs; Force is for the runner cleaning up after a purged secret.
+// DeleteRotationPolicy removes a secret's policy and its rotation history. Unless Force, it
+// fails with ErrRotationBusy while a rotation runs; Force is for the runner cleaning up after a
+// purged secret.
 type DeleteRotationPolicy struct {
 	SecretID string `json:"secret_id"`
 	Force    bool   `json:"force,omitempty"`
@@ -373,10 +374,8 @@ func applyDeleteRotationPolicy(tx *txn, c *DeleteRotationPolicy) *Result {
 		next.RotationPolicyID = ""
 		tx.putSecret(&next)
 	}
-	if c.Force {
-		for _, r := range (&State{objects: tx.objs()}).Rotations(c.SecretID) {
-			tx.deleteObject(KindRotation, RotationKey(r.SecretID, r.Seq))
-		}
+	for _, r := range (&State{objects: tx.objs()}).Rotations(c.SecretID) {
+		tx.deleteObject(KindRotation, RotationKey(r.SecretID, r.Seq))
 	}
 	return &Result{}
 }
