@@ -156,6 +156,9 @@ func Open(cfg Config) (*Node, error) {
 	return n, nil
 }
 
+// logCacheEntries is how many recent Raft entries stay cached in memory.
+const logCacheEntries = 64
+
 func (n *Node) open(hl hclog.Logger, raftDir string) error {
 	cfg := n.cfg
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(raftDir, 3, hl.Named("snapshot"))
@@ -197,7 +200,14 @@ func (n *Node) open(hl hclog.Logger, raftDir string) error {
 			return err
 		}
 	}
-	r, err := raft.NewRaft(rc, cfg.FSM, n.logs, n.logs, snaps, n.transport)
+	// Recent entries stay decoded in memory: replication reads each entry back (and the one
+	// before it, for its term) right after storing it, and decoding a large entry from Bolt
+	// each time costs more than keeping it.
+	logs, err := raft.NewLogCache(logCacheEntries, n.logs)
+	if err != nil {
+		return fmt.Errorf("cluster: log cache: %w", err)
+	}
+	r, err := raft.NewRaft(rc, cfg.FSM, logs, n.logs, snaps, n.transport)
 	if err != nil {
 		return fmt.Errorf("cluster: start raft: %w", err)
 	}

@@ -1,9 +1,6 @@
 package fsm
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"path"
 	"slices"
@@ -191,64 +188,4 @@ func applyDeletePolicy(tx *txn, c *DeletePolicy) *Result {
 	}
 	tx.deletePolicy(c.ID)
 	return &Result{}
-}
-
-func applyAppendAudit(tx *txn, c *AppendAudit) *Result {
-	// Drop records already committed: a node re-ships what it cannot prove was committed.
-	var fresh []AuditRecord
-	marks := map[string]uint64{}
-	for _, r := range c.Records {
-		hwm, seen := marks[r.NodeID]
-		if !seen {
-			hwm = 0
-			if m, ok := getObject[AuditMark](tx.objs(), KindAuditMark, r.NodeID); ok {
-				hwm = m.Seq
-			}
-		}
-		if r.NodeID != "" && r.NodeSeq != 0 && r.NodeSeq <= hwm {
-			marks[r.NodeID] = hwm
-			continue
-		}
-		marks[r.NodeID] = max(hwm, r.NodeSeq)
-		fresh = append(fresh, r)
-	}
-	if len(fresh) == 0 {
-		return &Result{AuditSeq: tx.auditSeq}
-	}
-	var prev AuditBatch
-	tx.objs().DescendLessOrEqual(&object{Kind: KindAuditBatch, Key: batchKey(^uint64(0))}, func(o *object) bool {
-		if b, ok := o.Value.(*AuditBatch); ok && o.Kind == KindAuditBatch {
-			prev = *b
-		}
-		return false
-	})
-	batch := &AuditBatch{Seq: prev.Seq + 1, Prev: prev.Hash}
-	for i := range fresh {
-		fresh[i].Batch = batch.Seq
-		tx.appendAudit(&fresh[i])
-	}
-	batch.First, batch.Last = fresh[0].Seq, fresh[len(fresh)-1].Seq
-	batch.Hash = ChainHash(batch.Prev, fresh)
-	tx.putObject(KindAuditBatch, batchKey(batch.Seq), batch)
-	for node, seq := range marks {
-		if node != "" && seq != 0 {
-			tx.putObject(KindAuditMark, node, &AuditMark{NodeID: node, Seq: seq})
-		}
-	}
-	return &Result{AuditSeq: tx.auditSeq}
-}
-
-// ChainHash links a batch of audit records to the previous batch: hex SHA-256 of the previous
-// hash followed by each record's JSON (encoding/json of AuditRecord, fields in declaration
-// order), each terminated by a newline. `keyward audit verify` recomputes it.
-func ChainHash(prev string, recs []AuditRecord) string {
-	h := sha256.New()
-	h.Write([]byte(prev))
-	h.Write([]byte{'\n'})
-	for i := range recs {
-		b, _ := json.Marshal(&recs[i]) // a struct of strings, ints and bools always marshals
-		h.Write(b)
-		h.Write([]byte{'\n'})
-	}
-	return hex.EncodeToString(h.Sum(nil))
 }

@@ -117,8 +117,11 @@ func (p *PutVersion) setBlobs(b [][]byte) error {
 
 // Encode builds a log entry: the type byte followed by the payload.
 func Encode(t CommandType, payload any) ([]byte, error) {
-	if pv, ok := payload.(PutVersion); ok {
-		payload = &pv
+	switch p := payload.(type) {
+	case PutVersion:
+		payload = &p
+	case AppendAuditLines:
+		payload = &p
 	}
 	body, err := json.Marshal(payload)
 	if err != nil {

@@ -53,15 +53,16 @@ func New(log *slog.Logger) *FSM {
 	}
 	f := &FSM{log: log, appliedCh: make(chan struct{}), interned: &interner{m: map[string]string{}}}
 	f.handlers = map[CommandType]handler{
-		CmdPutVersion:      decodeInto(applyPutVersion),
-		CmdDestroyVersions: decodeInto(applyDestroyVersions),
-		CmdDeleteSecret:    decodeInto(applyDeleteSecret),
-		CmdRestoreSecret:   decodeInto(applyRestoreSecret),
-		CmdPurgeSecret:     decodeInto(applyPurgeSecret),
-		CmdNoop:            decodeInto(func(*txn, *Noop) *Result { return &Result{} }),
-		CmdPutPolicy:       decodeInto(applyPutPolicy),
-		CmdDeletePolicy:    decodeInto(applyDeletePolicy),
-		CmdAppendAudit:     decodeInto(applyAppendAudit),
+		CmdPutVersion:       decodeInto(applyPutVersion),
+		CmdDestroyVersions:  decodeInto(applyDestroyVersions),
+		CmdDeleteSecret:     decodeInto(applyDeleteSecret),
+		CmdRestoreSecret:    decodeInto(applyRestoreSecret),
+		CmdPurgeSecret:      decodeInto(applyPurgeSecret),
+		CmdNoop:             decodeInto(func(*txn, *Noop) *Result { return &Result{} }),
+		CmdPutPolicy:        decodeInto(applyPutPolicy),
+		CmdDeletePolicy:     decodeInto(applyDeletePolicy),
+		CmdAppendAudit:      decodeInto(applyAppendAudit),
+		CmdAppendAuditLines: decodeInto(applyAppendAuditLines),
 	}
 	for t, h := range f.identityHandlers() {
 		f.handlers[t] = h

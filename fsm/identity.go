@@ -472,34 +472,3 @@ func (s *State) AuditBatches(from uint64, fn func(*AuditBatch) bool) {
 }
 
 func batchKey(seq uint64) string { return fmt.Sprintf("%020d", seq) }
-
-func applyPruneAudit(tx *txn, c *PruneAudit) *Result {
-	var batches []*AuditBatch
-	tx.objs().AscendGreaterOrEqual(&object{Kind: KindAuditBatch}, func(o *object) bool {
-		b, ok := o.Value.(*AuditBatch)
-		if o.Kind != KindAuditBatch || !ok {
-			return false
-		}
-		batches = append(batches, b)
-		return true
-	})
-	at := tx.base.audit
-	if tx.audit != nil {
-		at = tx.audit
-	}
-	// Keep at least the newest batch, so the chain always has a head to append to.
-	for i, b := range batches {
-		if i == len(batches)-1 {
-			break
-		}
-		last, ok := at.Get(&AuditRecord{Seq: b.Last})
-		if !ok || last.AccessedAt >= c.Before {
-			break
-		}
-		for seq := b.First; seq <= b.Last; seq++ {
-			tx.auditTree().Delete(&AuditRecord{Seq: seq})
-		}
-		tx.deleteObject(KindAuditBatch, batchKey(b.Seq))
-	}
-	return &Result{AuditSeq: tx.auditSeq}
-}

@@ -25,7 +25,8 @@ type snapRecord struct {
 	Secret  *Secret        `json:"s,omitempty"`
 	Version *SecretVersion `json:"v,omitempty"`
 	Policy  *Policy        `json:"p,omitempty"`
-	Audit   *AuditRecord   `json:"a,omitempty"`
+	Audit   *AuditRecord   `json:"a,omitempty"` // read only: snapshots of the first form
+	Block   *auditBlock    `json:"ab,omitempty"`
 	Object  *snapObject    `json:"o,omitempty"`
 	End     *uint64        `json:"end,omitempty"` // trailer: number of records before it
 }
@@ -63,7 +64,7 @@ func WriteSnapshot(w io.Writer, st *State) error {
 	st.byID.Ascend(func(v *Secret) bool { return emit(snapRecord{Secret: v}) })
 	st.versions.Ascend(func(v *SecretVersion) bool { return err == nil && emit(snapRecord{Version: v}) })
 	st.policies.Ascend(func(v *Policy) bool { return err == nil && emit(snapRecord{Policy: v}) })
-	st.audit.Ascend(func(v *AuditRecord) bool { return err == nil && emit(snapRecord{Audit: v}) })
+	st.audit.Ascend(func(v *auditBlock) bool { return err == nil && emit(snapRecord{Block: v}) })
 	st.objects.Ascend(func(o *object) bool {
 		if err != nil {
 			return false
@@ -100,6 +101,7 @@ func ReadSnapshot(r io.Reader) (*State, error) {
 	s := emptyState()
 	tx := newTxn(s)
 	var n uint64
+	var legacy *auditBlock // the block gathering records of the first form
 	for {
 		var rec snapRecord
 		if err := dec.Decode(&rec); err != nil {
@@ -122,8 +124,18 @@ func ReadSnapshot(r io.Reader) (*State, error) {
 			tx.putVersion(rec.Version)
 		case rec.Policy != nil:
 			tx.putPolicy(rec.Policy)
+		case rec.Block != nil:
+			tx.auditTree().ReplaceOrInsert(rec.Block)
 		case rec.Audit != nil:
-			tx.auditTree().ReplaceOrInsert(rec.Audit)
+			// The first form held records one by one: gather each batch's into a block.
+			line := append(CanonicalAudit(*rec.Audit), '\n')
+			if legacy != nil && legacy.Batch == rec.Audit.Batch && legacy.First+legacy.Count == rec.Audit.Seq {
+				legacy.Data = append(legacy.Data, line...)
+				legacy.Count++
+			} else {
+				legacy = &auditBlock{First: rec.Audit.Seq, Count: 1, Batch: rec.Audit.Batch, Data: line}
+				tx.auditTree().ReplaceOrInsert(legacy)
+			}
 		case rec.Object != nil:
 			o, err := decodeObject(rec.Object)
 			if err != nil {

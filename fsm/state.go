@@ -17,7 +17,7 @@ type State struct {
 	byPath   *btree.BTreeG[*Secret]        // ordered by Secret.Path, for prefix listing
 	versions *btree.BTreeG[*SecretVersion] // ordered by (SecretID, Number)
 	policies *btree.BTreeG[*Policy]        // ordered by Policy.ID
-	audit    *btree.BTreeG[*AuditRecord]   // ordered by AuditRecord.Seq
+	audit    *btree.BTreeG[*auditBlock]    // committed audit batches, ordered by first Seq
 	objects  *btree.BTreeG[*object]        // identity, auth config, audit bookkeeping (objects.go)
 	auditSeq uint64                        // last assigned audit sequence number
 }
@@ -33,8 +33,7 @@ func versionLess(a, b *SecretVersion) bool {
 	}
 	return a.Number < b.Number
 }
-func policyLess(a, b *Policy) bool     { return a.ID < b.ID }
-func auditLess(a, b *AuditRecord) bool { return a.Seq < b.Seq }
+func policyLess(a, b *Policy) bool { return a.ID < b.ID }
 
 func emptyState() *State {
 	return &State{
@@ -42,7 +41,7 @@ func emptyState() *State {
 		byPath:   btree.NewG(degree, secretPathLess),
 		versions: btree.NewG(degree, versionLess),
 		policies: btree.NewG(degree, policyLess),
-		audit:    btree.NewG(degree, auditLess),
+		audit:    btree.NewG(degree, auditBlockLess),
 		objects:  btree.NewG(degree, objectLess),
 	}
 }
@@ -131,9 +130,3 @@ func (s *State) Policies(fn func(*Policy) bool) { s.policies.Ascend(fn) }
 
 // AuditSeq is the sequence number of the last committed audit record.
 func (s *State) AuditSeq() uint64 { return s.auditSeq }
-
-// Audit calls fn for every audit record with sequence number >= from, in order, until fn
-// returns false.
-func (s *State) Audit(from uint64, fn func(*AuditRecord) bool) {
-	s.audit.AscendGreaterOrEqual(&AuditRecord{Seq: from}, fn)
-}

@@ -14,7 +14,7 @@ type txn struct {
 	byPath   *btree.BTreeG[*Secret]
 	versions *btree.BTreeG[*SecretVersion]
 	policies *btree.BTreeG[*Policy]
-	audit    *btree.BTreeG[*AuditRecord]
+	audit    *btree.BTreeG[*auditBlock]
 	objects  *btree.BTreeG[*object]
 	auditSeq uint64
 	interned *interner // may be nil
@@ -143,17 +143,11 @@ func (t *txn) policyTree() *btree.BTreeG[*Policy] {
 func (t *txn) putPolicy(p *Policy)    { t.policyTree().ReplaceOrInsert(p) }
 func (t *txn) deletePolicy(id string) { t.policyTree().Delete(&Policy{ID: id}) }
 
-func (t *txn) auditTree() *btree.BTreeG[*AuditRecord] {
+func (t *txn) auditTree() *btree.BTreeG[*auditBlock] {
 	if t.audit == nil {
 		t.audit = t.base.audit.Clone()
 	}
 	return t.audit
-}
-
-func (t *txn) appendAudit(r *AuditRecord) {
-	t.auditSeq++
-	r.Seq = t.auditSeq
-	t.auditTree().ReplaceOrInsert(r)
 }
 
 func (t *txn) commit(index uint64) *State {

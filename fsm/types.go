@@ -127,10 +127,9 @@ type Policy struct {
 // never holds a value or a token.
 type AuditRecord struct {
 	ID            string `json:"id"`
-	Seq           uint64 `json:"seq"`             // cluster-wide order, assigned by Apply
+	Seq           uint64 `json:"seq,omitempty"`   // cluster-wide order, assigned by Apply
 	Batch         uint64 `json:"batch,omitempty"` // the committed batch (hash-chain link) it belongs to
 	NodeID        string `json:"node_id,omitempty"`
-	NodeSeq       uint64 `json:"node_seq,omitempty"` // order on the serving node; Apply drops repeats
 	SecretID      string `json:"secret_id,omitempty"`
 	Path          string `json:"path,omitempty"`
 	VersionID     string `json:"version_id,omitempty"`
@@ -143,10 +142,13 @@ type AuditRecord struct {
 	Reason        string `json:"reason,omitempty"`
 	RequestID     string `json:"request_id,omitempty"`
 	AccessedAt    int64  `json:"accessed_at"`
+	// NodeSeq is the order on the serving node; Apply drops repeats. It stays the last field:
+	// the serving node appends it to a record it encoded without it (see CanonicalAudit).
+	NodeSeq uint64 `json:"node_seq,omitempty"`
 }
 
 // AuditBatch is one committed batch of audit records, a link of the hash chain:
-// Hash = SHA-256(Prev || each record's canonical JSON), see ChainHash.
+// Hash = SHA-256(Prev || LF || each record's canonical JSON and LF), see ChainHash.
 type AuditBatch struct {
 	Seq   uint64 `json:"seq"`
 	First uint64 `json:"first"` // first and last record Seq in the batch

@@ -139,8 +139,8 @@ func serve(ctx context.Context, cfg *serverConfig, log *slog.Logger) error {
 	svc := store.New(store.Deps{Proposer: node, State: machine, Reads: node, Restorer: node, Sealer: envelope,
 		Audit: auditLog, NodeID: cfg.nodeID, JWT: jwtauth.NewVerifier(nil, 0, nil), Log: log})
 	go auditLog.Run(ctx, audit.ShipDeps{
-		Ship: func(ctx context.Context, recs []fsm.AuditRecord) error {
-			resp, _, err := node.Apply(ctx, fsm.MustEncode(fsm.CmdAppendAudit, fsm.AppendAudit{Records: recs}))
+		Ship: func(ctx context.Context, batch *fsm.AppendAuditLines) error {
+			resp, _, err := node.Apply(ctx, fsm.MustEncode(fsm.CmdAppendAuditLines, batch))
 			if err != nil {
 				return err
 			}

@@ -306,7 +306,8 @@ func (l *Log) Append(ctx context.Context, r fsm.AuditRecord) (fsm.AuditRecord, e
 	if err := ctx.Err(); err != nil {
 		return fsm.AuditRecord{}, err
 	}
-	r.NodeID, r.NodeSeq = l.o.NodeID, 0
+	// Seq and Batch are the cluster's to assign: the line must be the record's canonical form.
+	r.NodeID, r.NodeSeq, r.Seq, r.Batch = l.o.NodeID, 0, 0, 0
 	e, err := encodeRecord(&r)
 	if err != nil {
 		return fsm.AuditRecord{}, fmt.Errorf("audit: encode record: %w", err)

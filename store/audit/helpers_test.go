@@ -108,9 +108,25 @@ func (c *cluster) Committed() uint64 {
 	return c.committed
 }
 
-func (c *cluster) ship(ctx context.Context, recs []fsm.AuditRecord) error {
+func (c *cluster) ship(ctx context.Context, batch *fsm.AppendAuditLines) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	recs, err := batch.Records()
+	if err != nil || len(recs) != len(batch.Seqs) || batch.NodeID != node {
+		c.t.Errorf("Ship call %d: batch of node %q does not decode (%v) or has %d records for %d seqs",
+			len(c.calls)+1, batch.NodeID, err, len(recs), len(batch.Seqs))
+	}
+	// Every line is the record's canonical form, which the hash chain covers.
+	var canon []byte
+	for i, r := range recs {
+		if r.NodeSeq != batch.Seqs[i] {
+			c.t.Errorf("Ship call %d: line %d has NodeSeq %d, batch says %d", len(c.calls)+1, i, r.NodeSeq, batch.Seqs[i])
+		}
+		canon = append(append(canon, fsm.CanonicalAudit(r)...), '\n')
+	}
+	if !bytes.Equal(canon, batch.Data) {
+		c.t.Errorf("Ship call %d: lines are not the records' canonical form", len(c.calls)+1)
+	}
 	seqs := make([]uint64, len(recs))
 	for i, r := range recs {
 		seqs[i] = r.NodeSeq
@@ -129,7 +145,8 @@ func (c *cluster) ship(ctx context.Context, recs []fsm.AuditRecord) error {
 	if recs[0].NodeSeq > c.committed+1 {
 		c.t.Errorf("Ship call %d starts at %d but the cluster has committed only %d: a gap", len(c.calls), recs[0].NodeSeq, c.committed)
 	}
-	commit, err := true, error(nil)
+	commit := true
+	err = nil
 	if c.fail != nil {
 		commit, err = c.fail(len(c.calls))
 	}

@@ -403,3 +403,25 @@ func syncDir(dir string) error {
 	}
 	return nil
 }
+
+// seqTail is how the JSON of every line ends: the NodeSeq member appendLine adds, then '}'.
+var seqTail = []byte(`,"node_seq":`)
+
+// lineSeq checks one line (with its LF) and returns its record's JSON — the record's
+// canonical form, fsm.CanonicalAudit — and NodeSeq, read from the end of the JSON without
+// decoding the rest: the shipper forwards records without decoding them.
+func lineSeq(line []byte) (body []byte, seq uint64, err error) {
+	body, err = lineBody(line)
+	if err != nil {
+		return nil, 0, err
+	}
+	i := bytes.LastIndex(body, seqTail)
+	if i < 0 || body[len(body)-1] != '}' {
+		return nil, 0, fmt.Errorf("%w: record without NodeSeq", errBadLine)
+	}
+	seq, perr := strconv.ParseUint(string(body[i+len(seqTail):len(body)-1]), 10, 64)
+	if perr != nil || seq == 0 {
+		return nil, 0, fmt.Errorf("%w: bad NodeSeq", errBadLine)
+	}
+	return body, seq, nil
+}

@@ -15,8 +15,9 @@ import (
 
 // ShipDeps is what Run needs from the cluster.
 type ShipDeps struct {
-	// Ship commits records (in NodeSeq order) to the cluster; nil error means committed.
-	Ship func(ctx context.Context, recs []fsm.AuditRecord) error
+	// Ship commits a batch of this node's records (in NodeSeq order, in their canonical
+	// form) to the cluster; nil error means committed. It must not keep the batch.
+	Ship func(ctx context.Context, batch *fsm.AppendAuditLines) error
 	// Committed returns the highest NodeSeq of this node the cluster has committed (from the
 	// local FSM state).
 	Committed func() uint64
@@ -43,7 +44,7 @@ func (l *Log) Run(ctx context.Context, d ShipDeps) {
 	// pend holds records read but not yet committed: a partial batch waiting for the interval,
 	// or a batch whose Ship failed. Keeping them means the reader continues from its cursor
 	// instead of re-reading the segment from its start.
-	var pend []fsm.AuditRecord
+	pend := &pending{batch: fsm.AppendAuditLines{NodeID: l.o.NodeID}}
 	var failed bool
 	var backoff time.Duration
 	for {
@@ -59,35 +60,31 @@ func (l *Log) Run(ctx context.Context, d ShipDeps) {
 		}
 		committed := l.collect(rd)
 
-		for len(pend) > 0 && pend[0].NodeSeq <= committed {
-			pend = pend[1:]
-		}
-		if len(pend) == 0 {
+		pend.dropThrough(committed)
+		if pend.len() == 0 {
 			failed = false // what failed turned out committed after all
 		}
-		if !failed && len(pend) < l.o.MaxBatch {
+		if !failed && pend.len() < l.o.MaxBatch {
 			from := committed + 1
-			if len(pend) > 0 {
-				from = pend[len(pend)-1].NodeSeq + 1
+			if n := pend.len(); n > 0 {
+				from = pend.batch.Seqs[n-1] + 1
 			}
-			recs, err := rd.read(from, l.o.MaxBatch-len(pend))
-			if err != nil {
+			if err := rd.read(from, l.o.MaxBatch-pend.len(), pend); err != nil {
 				l.log.Error("audit: cannot read records to ship", "err", err)
 				if !l.sleep(ctx, &backoff) {
 					return
 				}
 				continue
 			}
-			pend = append(pend, recs...)
 		}
-		batch := pend
+		n := pend.len()
 		// Ship a partial batch at most once per ShipInterval: records are already durable here,
 		// and every batch costs a Raft entry (an fsync on every node), so small frequent batches
 		// would cost the cluster far more than the latency they save. While a partial batch
 		// waits, new appends do not wake the shipper.
-		if len(batch) == 0 || (!failed && len(batch) < l.o.MaxBatch && time.Since(lastShip) < l.o.ShipInterval) {
+		if n == 0 || (!failed && n < l.o.MaxBatch && time.Since(lastShip) < l.o.ShipInterval) {
 			kick := l.kick
-			if len(batch) > 0 {
+			if n > 0 {
 				kick = nil
 			}
 			select {
@@ -102,20 +99,22 @@ func (l *Log) Run(ctx context.Context, d ShipDeps) {
 		}
 		lastShip = time.Now()
 
-		if err := d.Ship(ctx, batch); err != nil {
+		first, last := pend.batch.Seqs[0], pend.batch.Seqs[n-1]
+		if err := d.Ship(ctx, &pend.batch); err != nil {
 			if ctx.Err() != nil {
 				return
 			}
 			failed = true
-			l.log.Warn("audit: shipping records failed; retrying", "err", err, "records", len(batch),
-				"first_seq", batch[0].NodeSeq, "last_seq", batch[len(batch)-1].NodeSeq)
+			l.log.Warn("audit: shipping records failed; retrying", "err", err, "records", n,
+				"first_seq", first, "last_seq", last)
 			if !l.sleep(ctx, &backoff) {
 				return
 			}
 			continue
 		}
-		pend, failed, backoff = nil, false, 0
-		l.markCommitted(batch[len(batch)-1].NodeSeq)
+		pend.reset()
+		failed, backoff = false, 0
+		l.markCommitted(last)
 	}
 }
 
@@ -216,8 +215,47 @@ func (rd *reader) open(s segment) error {
 	return nil
 }
 
-// read returns up to max durable records with NodeSeq >= from, in order.
-func (rd *reader) read(from uint64, max int) ([]fsm.AuditRecord, error) {
+// pending is a batch of records read from the segments, in the form Ship takes.
+type pending struct {
+	batch fsm.AppendAuditLines
+	ends  []int // end offset in batch.Data of each line
+}
+
+func (p *pending) len() int { return len(p.batch.Seqs) }
+
+func (p *pending) add(seq uint64, body []byte) {
+	p.batch.AppendLine(seq, body)
+	p.ends = append(p.ends, len(p.batch.Data))
+}
+
+// dropThrough removes the records with NodeSeq <= seq (a prefix).
+func (p *pending) dropThrough(seq uint64) {
+	k := 0
+	for k < len(p.batch.Seqs) && p.batch.Seqs[k] <= seq {
+		k++
+	}
+	if k == 0 {
+		return
+	}
+	if k == len(p.batch.Seqs) {
+		p.reset()
+		return
+	}
+	cut := p.ends[k-1]
+	p.batch.Data = append(p.batch.Data[:0], p.batch.Data[cut:]...)
+	p.batch.Seqs = append(p.batch.Seqs[:0], p.batch.Seqs[k:]...)
+	p.ends = p.ends[:copy(p.ends, p.ends[k:])]
+	for i := range p.ends {
+		p.ends[i] -= cut
+	}
+}
+
+func (p *pending) reset() {
+	p.batch.Seqs, p.batch.Data, p.ends = p.batch.Seqs[:0], p.batch.Data[:0], p.ends[:0]
+}
+
+// read adds up to max durable records with NodeSeq >= from, in order, to p.
+func (rd *reader) read(from uint64, max int, p *pending) error {
 	l := rd.l
 	l.mu.Lock()
 	segs := append([]segment(nil), l.segs...)
@@ -237,12 +275,12 @@ func (rd *reader) read(from uint64, max int) ([]fsm.AuditRecord, error) {
 			idx = 0
 		}
 		if err := rd.open(segs[idx]); err != nil {
-			return nil, err
+			return err
 		}
 		rd.next = from
 	}
 
-	var out []fsm.AuditRecord
+	added := 0
 	for {
 		active := idx == len(segs)-1
 		n := int64(1<<62) - rd.off
@@ -251,7 +289,7 @@ func (rd *reader) read(from uint64, max int) ([]fsm.AuditRecord, error) {
 		}
 		if n > 0 {
 			br := bufio.NewReaderSize(io.NewSectionReader(rd.f, rd.off, n), 64<<10)
-			for len(out) < max {
+			for added < max {
 				if c, _ := br.Peek(1); len(c) == 1 && c[0] == 0 {
 					break // the preallocated rest of a segment
 				}
@@ -261,28 +299,29 @@ func (rd *reader) read(from uint64, max int) ([]fsm.AuditRecord, error) {
 				}
 				if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, errZero) {
 					rd.close()
-					return nil, err
+					return err
 				}
-				r, derr := decodeRecord(line, l.o.NodeID)
+				body, seq, derr := lineSeq(line)
 				if derr != nil {
 					off := rd.off
 					rd.close()
-					return nil, fmt.Errorf("%w: %s at offset %d: %v", ErrCorrupt, rd.seg.path, off, derr)
+					return fmt.Errorf("%w: %s at offset %d: %v", ErrCorrupt, rd.seg.path, off, derr)
 				}
 				rd.off += int64(len(line))
-				if r.NodeSeq < rd.next {
+				if seq < rd.next {
 					continue
 				}
-				out = append(out, r)
-				rd.next = r.NodeSeq + 1
+				p.add(seq, body)
+				added++
+				rd.next = seq + 1
 			}
 		}
-		if len(out) >= max || active {
-			return out, nil
+		if added >= max || active {
+			return nil
 		}
 		idx++
 		if err := rd.open(segs[idx]); err != nil {
-			return nil, err
+			return err
 		}
 	}
 }

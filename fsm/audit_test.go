@@ -1,0 +1,138 @@
+package fsm_test
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/keyward/keyward/fsm"
+)
+
+// auditLines builds an AppendAuditLines of node's records with NodeSeq from..to, in the form a
+// serving node writes them.
+func auditLines(node string, from, to uint64) *fsm.AppendAuditLines {
+	c := &fsm.AppendAuditLines{NodeID: node}
+	for s := from; s <= to; s++ {
+		r := fsm.AuditRecord{ID: fmt.Sprintf("%s-%d", node, s), NodeID: node, NodeSeq: s, Path: "a/<b>",
+			PrincipalID: "svc", Action: "READ", Success: s%3 != 0, AccessedAt: baseTime + int64(s)}
+		c.AppendLine(s, fsm.CanonicalAudit(r))
+	}
+	return c
+}
+
+func batches(st *fsm.State) []fsm.AuditBatch {
+	var out []fsm.AuditBatch
+	st.AuditBatches(0, func(b *fsm.AuditBatch) bool { out = append(out, *b); return true })
+	return out
+}
+
+// verifyChain recomputes every batch hash from the decoded records, as `audit verify` does.
+func verifyChain(t *testing.T, st *fsm.State) {
+	t.Helper()
+	prev := ""
+	for _, b := range batches(st) {
+		var recs []fsm.AuditRecord
+		st.Audit(b.First, func(r *fsm.AuditRecord) bool {
+			if r.Seq > b.Last {
+				return false
+			}
+			if r.Batch != b.Seq {
+				t.Errorf("record %d names batch %d, is in %d", r.Seq, r.Batch, b.Seq)
+			}
+			recs = append(recs, *r)
+			return true
+		})
+		if uint64(len(recs)) != b.Last-b.First+1 {
+			t.Fatalf("batch %d: %d records, want %d", b.Seq, len(recs), b.Last-b.First+1)
+		}
+		if b.Prev != prev || fsm.ChainHash(b.Prev, recs) != b.Hash {
+			t.Fatalf("batch %d does not verify", b.Seq)
+		}
+		prev = b.Hash
+	}
+}
+
+func TestAppendAuditLines(t *testing.T) {
+	f := fsm.New(nil)
+	mustOK(t, f, fsm.CmdAppendAuditLines, auditLines("n1", 1, 3))
+	mustOK(t, f, fsm.CmdAppendAuditLines, auditLines("n2", 1, 2))
+	// A re-shipped batch overlapping what is committed keeps only the new records.
+	res := mustOK(t, f, fsm.CmdAppendAuditLines, auditLines("n1", 2, 5))
+	if res.AuditSeq != 7 {
+		t.Errorf("audit seq %d, want 7", res.AuditSeq)
+	}
+	// Entirely old: nothing changes, no empty batch.
+	mustOK(t, f, fsm.CmdAppendAuditLines, auditLines("n2", 1, 2))
+	// The first form of the command still applies and joins the same chain.
+	mustOK(t, f, fsm.CmdAppendAudit, &fsm.AppendAudit{Records: []fsm.AuditRecord{
+		{ID: "legacy", NodeID: "n3", NodeSeq: 1, PrincipalID: "u", Action: "WRITE", AccessedAt: baseTime}}})
+
+	st := f.State()
+	var ids []string
+	for _, r := range collectAudit(st, 0) {
+		ids = append(ids, r.ID)
+	}
+	want := []string{"n1-1", "n1-2", "n1-3", "n2-1", "n2-2", "n1-4", "n1-5", "legacy"}
+	if !slices.Equal(ids, want) {
+		t.Fatalf("records %v, want %v", ids, want)
+	}
+	if got := len(batches(st)); got != 4 {
+		t.Errorf("%d batches, want 4", got)
+	}
+	if st.AuditCommitted("n1") != 5 || st.AuditCommitted("n2") != 2 || st.AuditCommitted("n3") != 1 {
+		t.Errorf("marks n1=%d n2=%d n3=%d", st.AuditCommitted("n1"), st.AuditCommitted("n2"), st.AuditCommitted("n3"))
+	}
+	// Reading from the middle of a block starts at that record.
+	var seqs []uint64
+	st.Audit(5, func(r *fsm.AuditRecord) bool { seqs = append(seqs, r.Seq); return true })
+	if !slices.Equal(seqs, []uint64{5, 6, 7, 8}) {
+		t.Errorf("Audit(5) = %v", seqs)
+	}
+	verifyChain(t, st)
+
+	// The chain survives a snapshot round trip.
+	var buf bytes.Buffer
+	if err := fsm.WriteSnapshot(&buf, st); err != nil {
+		t.Fatal(err)
+	}
+	back, err := fsm.ReadSnapshot(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.EqualFunc(collectAudit(back, 0), collectAudit(st, 0), func(a, b *fsm.AuditRecord) bool { return *a == *b }) {
+		t.Error("records differ after a snapshot round trip")
+	}
+	verifyChain(t, back)
+}
+
+func TestAppendAuditLinesMalformed(t *testing.T) {
+	good := auditLines("n1", 1, 2)
+	for name, c := range map[string]*fsm.AppendAuditLines{
+		"no node":         {Seqs: good.Seqs, Data: good.Data},
+		"no records":      {NodeID: "n1"},
+		"count mismatch":  {NodeID: "n1", Seqs: []uint64{1}, Data: good.Data},
+		"no final LF":     {NodeID: "n1", Seqs: []uint64{1, 2}, Data: bytes.TrimSuffix(good.Data, []byte{'\n'})},
+		"seqs not rising": {NodeID: "n1", Seqs: []uint64{2, 2}, Data: good.Data},
+	} {
+		t.Run(name, func(t *testing.T) {
+			mustFail(t, fsm.New(nil), fsm.CmdAppendAuditLines, c, fsm.ErrInvalid)
+		})
+	}
+}
+
+func TestPruneAuditBlocks(t *testing.T) {
+	f := fsm.New(nil)
+	mustOK(t, f, fsm.CmdAppendAuditLines, auditLines("n1", 1, 3))  // newest at baseTime+3
+	mustOK(t, f, fsm.CmdAppendAuditLines, auditLines("n1", 4, 6))  // newest at baseTime+6
+	mustOK(t, f, fsm.CmdAppendAuditLines, auditLines("n1", 7, 10)) // kept: the head
+	mustOK(t, f, fsm.CmdPruneAudit, &fsm.PruneAudit{Before: baseTime + 5})
+	st := f.State()
+	if got := collectAudit(st, 0); len(got) != 7 || got[0].Seq != 4 {
+		t.Fatalf("after prune: %d records from %d, want 7 from 4", len(got), got[0].Seq)
+	}
+	mustOK(t, f, fsm.CmdPruneAudit, &fsm.PruneAudit{Before: baseTime + 100})
+	if got := collectAudit(f.State(), 0); len(got) != 4 || got[0].Seq != 7 {
+		t.Fatalf("after second prune: %d records, want the newest batch's 4", len(got))
+	}
+}
