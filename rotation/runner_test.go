@@ -360,4 +360,33 @@ func TestPoliciesAreValidated(t *testing.T) {
 	if _, _, err := e.api.Now(bob, "app/x", 0); !errors.Is(err, store.ErrForbidden) {
 		t.Errorf("bob rotate now: %v", err)
 	}
+	// With ROTATE on the secret bob may rotate it, but a policy that references a secret he
+	// cannot read is refused.
+	if _, err := e.svc.Grant(admin(), store.GrantInput{PrincipalType: fsm.PrincipalUser, PrincipalID: "bob",
+		Actions: []fsm.Action{fsm.ActionRotate}, SecretPath: "app/x"}); err != nil {
+		t.Fatal(err)
+	}
+	e.put(t, "db/admin", `{"host":"127.0.0.1","username":"a","password":"b"}`)
+	pgPolicy := rotation.PolicyInput{Schedule: "1h", Rotator: "postgres", Settings: json.RawMessage(`{"connection":"db/admin","roles":["a","b"]}`)}
+	if _, err := e.api.SetPolicy(bob, "app/x", pgPolicy); !errors.Is(err, store.ErrForbidden) {
+		t.Errorf("bob referencing db/admin without READ: %v", err)
+	}
+	if _, err := e.api.SetPolicy(bob, "app/x", rotation.PolicyInput{Schedule: "1h", Rotator: "random"}); err != nil {
+		t.Errorf("bob with ROTATE: %v", err)
+	}
+	if seq, _, err := e.api.Now(bob, "app/x", 0); err != nil || seq != 1 {
+		t.Errorf("bob rotate now: %d %v", seq, err)
+	}
+	if _, err := e.svc.Grant(admin(), store.GrantInput{PrincipalType: fsm.PrincipalUser, PrincipalID: "bob",
+		Actions: []fsm.Action{fsm.ActionRead}, SecretPath: "db/admin"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.api.SetPolicy(bob, "app/x", pgPolicy); err != nil {
+		t.Errorf("bob referencing db/admin with READ: %v", err)
+	}
+	// A policy cannot be deleted while its rotation runs.
+	e.pass()
+	if err := e.api.DeletePolicy(admin(), "app/x"); !errors.Is(err, store.ErrRotationBusy) {
+		t.Errorf("delete during a rotation: %v", err)
+	}
 }

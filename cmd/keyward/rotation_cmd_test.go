@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -81,5 +83,68 @@ func TestCLIPostgresRotation(t *testing.T) {
 	mustKW(t, node, nil, "rotation", "delete", "prod/shop/db")
 	if _, errOut, code := kw(t, node, nil, "rotation", "show", "prod/shop/db"); code != 1 || !strings.Contains(errOut, "not_found") {
 		t.Fatalf("show after delete: exit %d %s", code, errOut)
+	}
+}
+
+// TestRotationAPIBadInput: each malformed rotation request gets its 4xx JSON error and
+// changes neither the policy nor the secret.
+func TestRotationAPIBadInput(t *testing.T) {
+	node := clustertest.StartDev(t, e2eBinary)
+	mustKW(t, node, []byte("v1"), "secret", "put", "app/key")
+	mustKW(t, node, nil, "rotation", "set", "app/key", "--rotator", "random", "--schedule", "1h")
+	do := func(method, path, body string) (int, string) {
+		req, _ := http.NewRequest(method, node.URL()+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+node.Token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	_, before := do(http.MethodGet, "/v1/rotation/app/key", "")
+	_, versionsBefore := do(http.MethodGet, "/v1/versions/app/key", "")
+	cases := []struct {
+		method, path, body string
+		status             int
+		code               string
+	}{
+		{"PUT", "/v1/rotation/app/key", `{`, 400, "invalid_json"},
+		{"PUT", "/v1/rotation/app/key", `{"schedule":"1h","rotator":"random","extra":1}`, 400, "invalid_json"},
+		{"PUT", "/v1/rotation/app/key", `{"Schedule":"1h","rotator":"random"}`, 400, "invalid_json"},
+		{"PUT", "/v1/rotation/app/key", `{"schedule":"1h","schedule":"2h","rotator":"random"}`, 400, "invalid_json"},
+		{"PUT", "/v1/rotation/app/key", `{"schedule":"","rotator":"random"}`, 400, "invalid_argument"},
+		{"PUT", "/v1/rotation/app/key", `{"schedule":"0s","rotator":"random"}`, 400, "invalid_argument"},
+		{"PUT", "/v1/rotation/app/key", `{"schedule":"* * * *","rotator":"random"}`, 400, "invalid_argument"},
+		{"PUT", "/v1/rotation/app/key", `{"schedule":"1h","rotator":"random","grace":"soon"}`, 400, "invalid_argument"},
+		{"PUT", "/v1/rotation/app/key", `{"schedule":"1h","rotator":"random","grace":"-1s"}`, 400, "invalid_argument"},
+		{"PUT", "/v1/rotation/app/key", `{"schedule":"1h","rotator":"random","grace":"9000h"}`, 400, "invalid_argument"},
+		{"PUT", "/v1/rotation/app/key", `{"schedule":"1h","rotator":"ldap"}`, 400, "invalid_argument"},
+		{"PUT", "/v1/rotation/app/key", `{"schedule":"1h","rotator":"random","settings":{"length":"long"}}`, 400, "invalid_argument"},
+		{"PUT", "/v1/rotation/app/key", `{"schedule":"1h","rotator":"random","settings":[1]}`, 400, "invalid_argument"},
+		{"PUT", "/v1/rotation/app/key", `{"schedule":"1h","rotator":"webhook","settings":{"url":"http://x","hmac_key":"bad//path"}}`, 400, "invalid_path"},
+		{"PUT", "/v1/rotation/app//key", `{"schedule":"1h","rotator":"random"}`, 400, "invalid_path"},
+		{"PUT", "/v1/rotation/app/nope", `{"schedule":"1h","rotator":"random"}`, 404, "not_found"},
+		{"POST", "/v1/rotate/app/key?wait=forever", ``, 400, "invalid_argument"},
+		{"POST", "/v1/rotate/app/key?wait=10m", ``, 400, "invalid_argument"},
+		{"POST", "/v1/rotate/app/nope", ``, 404, "not_found"},
+		{"GET", "/v1/rotation/app/nope", ``, 404, "not_found"},
+		{"GET", "/v1/rotation-history/app/key?max_stale=x", ``, 400, "invalid_argument"},
+		{"DELETE", "/v1/rotation/app/nope", ``, 404, "not_found"},
+		{"PATCH", "/v1/rotation/app/key", ``, 405, "method_not_allowed"},
+	}
+	for _, c := range cases {
+		status, body := do(c.method, c.path, c.body)
+		var e wire.ErrorResponse
+		if status != c.status || json.Unmarshal([]byte(body), &e) != nil || e.Error.Code != c.code {
+			t.Errorf("%s %s %s: %d %s, want %d %s", c.method, c.path, c.body, status, body, c.status, c.code)
+		}
+	}
+	if _, after := do(http.MethodGet, "/v1/rotation/app/key", ""); after != before {
+		t.Fatalf("policy changed:\n%s\n%s", before, after)
+	}
+	if _, after := do(http.MethodGet, "/v1/versions/app/key", ""); after != versionsBefore {
+		t.Fatalf("versions changed:\n%s\n%s", versionsBefore, after)
 	}
 }
