@@ -110,10 +110,9 @@ type AppRoleRequest struct {
 // is Unix nanoseconds.
 type AuditRecord struct {
 	ID            string `json:"id"`
-	Seq           uint64 `json:"seq"`
+	Seq           uint64 `json:"seq,omitempty"`
 	Batch         uint64 `json:"batch,omitempty"`
 	NodeID        string `json:"node_id,omitempty"`
-	NodeSeq       uint64 `json:"node_seq,omitempty"`
 	SecretID      string `json:"secret_id,omitempty"`
 	Path          string `json:"path,omitempty"`
 	VersionID     string `json:"version_id,omitempty"`
@@ -126,6 +125,7 @@ type AuditRecord struct {
 	Reason        string `json:"reason,omitempty"`
 	RequestID     string `json:"request_id,omitempty"`
 	AccessedAt    int64  `json:"accessed_at"`
+	NodeSeq       uint64 `json:"node_seq,omitempty"`
 }
 
 // AuditBatch is one committed batch of audit records, a link of the hash chain.
