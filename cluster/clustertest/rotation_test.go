@@ -269,7 +269,10 @@ func TestRotationZeroDowntimePostgres(t *testing.T) {
 	admin := anyNode(t, c)
 	setupPostgresRotation(t, ctx, admin, pg, "2s", "3s")
 
-	const workers = 4
+	// Four workers cache with a TTL shorter than the grace period; a fifth keeps values for
+	// 30 s, longer than the grace period, so it meets revoked credentials and depends on the
+	// lazy refresh.
+	const workers = 5
 	var attempts, ok, refreshed, failed atomic.Int64
 	var failMu sync.Mutex
 	var failures []string
@@ -277,11 +280,15 @@ func TestRotationZeroDowntimePostgres(t *testing.T) {
 	var wg sync.WaitGroup
 	for w := range workers {
 		cl := c.Client(w % len(c.Nodes))
+		ttl := time.Second
+		if w == workers-1 {
+			ttl = 30 * time.Second
+		}
 		cache := client.NewCache(func(ctx context.Context, path string, sel client.Selector) (*client.Secret, error) {
 			fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			defer cancel()
 			return cl.Get(fctx, path, sel)
-		}, client.CacheOptions{TTL: time.Second})
+		}, client.CacheOptions{TTL: ttl})
 		defer cache.Close()
 		wg.Add(1)
 		go func() {
@@ -346,8 +353,8 @@ func TestRotationZeroDowntimePostgres(t *testing.T) {
 	if failed.Load() != 0 {
 		t.Fatalf("%d connections failed: %v", failed.Load(), failures)
 	}
-	if ok.Load() < 100 {
-		t.Fatalf("only %d connections succeeded", ok.Load())
+	if ok.Load() < 100 || refreshed.Load() == 0 {
+		t.Fatalf("%d connections succeeded, %d after a lazy refresh", ok.Load(), refreshed.Load())
 	}
 }
 
