@@ -168,7 +168,6 @@ type authState struct {
 
 	mu        sync.Mutex
 	tok       string
-	issued    time.Time     // when tok was obtained or last renewed
 	lifetime  time.Duration // of tok when it was obtained by a login; 0: does not expire
 	expires   time.Time     // zero: does not expire
 	refreshAt time.Time     // zero: never refreshed ahead
@@ -266,7 +265,7 @@ func (a *authState) refresh(ctx context.Context, c *Client, f *authFlight) {
 				a.lifetime = exp.Sub(now)
 			}
 		}
-		a.tok, a.issued, a.expires, a.refreshAt = tok, now, exp, time.Time{}
+		a.tok, a.expires, a.refreshAt = tok, exp, time.Time{}
 		if !exp.IsZero() {
 			a.refreshAt = now.Add(exp.Sub(now) * 2 / 3)
 		}
