@@ -253,7 +253,7 @@ func (r *Runner) drive(ctx context.Context, secretID string) {
 		}
 		rot, _ := st.Rotation(secretID, p.Active)
 		if err := r.step(ctx, p, sec, rot); err != nil {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || errors.Is(err, errNotLeader) || !r.c.Leader() {
 				return
 			}
 			if ferr := r.failed(ctx, p, sec, rot, err); ferr != nil {
@@ -264,8 +264,16 @@ func (r *Runner) drive(ctx context.Context, secretID string) {
 	}
 }
 
-// propose proposes a command; a business failure is returned as an error.
+// errNotLeader: this node stopped leading; its worker stops without recording anything.
+var errNotLeader = errors.New("this node is no longer the leader")
+
+// propose proposes a command; a business failure is returned as an error. A node that no
+// longer leads proposes nothing (its commands would be forwarded to the new leader, whose FSM
+// would refuse them anyway as not continuing the rotation's recorded step).
 func (r *Runner) propose(ctx context.Context, t fsm.CommandType, payload any) (*fsm.Result, error) {
+	if !r.c.Leader() {
+		return nil, errNotLeader
+	}
 	res, err := r.c.Store.ProposeRotation(ctx, t, payload)
 	if err != nil {
 		return nil, err
@@ -358,14 +366,14 @@ func (r *Runner) step(ctx context.Context, p *fsm.RotationPolicy, sec *fsm.Secre
 		err = r.generate(ctx, rt, j, sec, rot)
 	case fsm.StepPending:
 		next = fsm.StepApplied
-		err = r.withValue(ctx, sec.ID, rot.NewVersion, func(v []byte) error { return rt.Apply(ctx, j, v) })
+		err = r.withValue(ctx, sec.ID, rot.NewVersion, func(v []byte) error { return r.external(func() error { return rt.Apply(ctx, j, v) }) })
 		if err == nil {
 			err = r.advance(ctx, rot, fsm.StepPending, fsm.StepApplied, now)
 		}
 		r.count(ctx, "ROTATE_APPLY", sec, "", next, err)
 	case fsm.StepApplied:
 		next = fsm.StepTested
-		err = r.withValue(ctx, sec.ID, rot.NewVersion, func(v []byte) error { return rt.Test(ctx, j, v) })
+		err = r.withValue(ctx, sec.ID, rot.NewVersion, func(v []byte) error { return r.external(func() error { return rt.Test(ctx, j, v) }) })
 		if err == nil {
 			err = r.advance(ctx, rot, fsm.StepApplied, fsm.StepTested, now)
 		}
@@ -390,7 +398,7 @@ func (r *Runner) step(ctx context.Context, p *fsm.RotationPolicy, sec *fsm.Secre
 		}
 	case fsm.StepPromoted:
 		next = fsm.StepFinished
-		err = r.withValue(ctx, sec.ID, rot.NewVersion, func(v []byte) error { return rt.Finish(ctx, j, v) })
+		err = r.withValue(ctx, sec.ID, rot.NewVersion, func(v []byte) error { return r.external(func() error { return rt.Finish(ctx, j, v) }) })
 		if err == nil {
 			err = r.advance(ctx, rot, fsm.StepPromoted, fsm.StepFinished, now)
 		}
@@ -428,6 +436,15 @@ func (r *Runner) advance(ctx context.Context, rot *fsm.Rotation, from, to fsm.Ro
 	return moved(err)
 }
 
+// external runs one call to the target only while this node still leads, so a deposed
+// leader's worker does not act on the target after a new leader may have moved on.
+func (r *Runner) external(fn func() error) error {
+	if !r.c.Leader() {
+		return errNotLeader
+	}
+	return fn()
+}
+
 // withValue decrypts version n for fn and clears it afterwards.
 func (r *Runner) withValue(ctx context.Context, secretID string, n uint64, fn func([]byte) error) error {
 	v, err := r.c.Store.SystemReadVersion(ctx, secretID, n)
@@ -447,7 +464,8 @@ func (r *Runner) generate(ctx context.Context, rt Rotator, j *Job, sec *fsm.Secr
 		defer clear(cur)
 		j.Current = cur
 	}
-	v, err := rt.Generate(ctx, j)
+	var v []byte
+	err := r.external(func() (err error) { v, err = rt.Generate(ctx, j); return err })
 	if err != nil {
 		r.count(ctx, "ROTATE_GENERATE", sec, "", fsm.StepPending, err)
 		return fmt.Errorf("generate: %w", err)
@@ -475,7 +493,7 @@ func (r *Runner) revoke(ctx context.Context, rt Rotator, j *Job, p *fsm.Rotation
 			defer clear(v)
 		}
 	}
-	err := r.withValue(ctx, sec.ID, rot.NewVersion, func(cur []byte) error { return rt.Revoke(ctx, j, old, cur) })
+	err := r.withValue(ctx, sec.ID, rot.NewVersion, func(cur []byte) error { return r.external(func() error { return rt.Revoke(ctx, j, old, cur) }) })
 	if err != nil {
 		return fmt.Errorf("revoke: %w", err)
 	}
@@ -527,22 +545,36 @@ func (r *Runner) failed(ctx context.Context, p *fsm.RotationPolicy, sec *fsm.Sec
 			To: rot.Step, Error: errorText(stepErr), RetryAt: now.Add(backoff).UnixNano(), At: now.UnixNano()})
 		return ignoreMoved(err)
 	}
+	// Read what Discard needs before the failure is recorded (it drops the pending version),
+	// and undo Apply at the target only once the rotation is recorded failed: a rotation that
+	// a new leader promoted meanwhile must keep its credential.
+	var pending, current []byte
 	if rot.NewVersion != 0 {
-		if rt, err := r.rotator(p); err == nil {
-			j := r.job(p, sec, rot)
-			if err := r.withValue(ctx, sec.ID, rot.NewVersion, func(v []byte) error { return rt.Discard(ctx, j, v) }); err != nil {
-				r.c.Log.Warn("discarding the pending value at the target failed", "path", sec.Path, "err", err)
-			}
+		pending, _ = r.c.Store.SystemReadVersion(ctx, sec.ID, rot.NewVersion)
+		defer clear(pending)
+		if rot.OldVersion != 0 {
+			current, _ = r.c.Store.SystemReadVersion(ctx, sec.ID, rot.OldVersion)
+			defer clear(current)
 		}
 	}
 	_, err := r.propose(ctx, fsm.CmdFailRotation, fsm.FailRotation{SecretID: sec.ID, Seq: rot.Seq,
 		Error: errorText(stepErr), NextAt: r.nextAt(p, now.UnixNano()), At: now.UnixNano()})
-	if err == nil {
-		r.c.Metrics.rotations.WithLabelValues(fsm.OutcomeFailed).Inc()
-		r.count(ctx, "ROTATE_FAIL", sec, "", fsm.StepFailed, stepErr)
-		r.c.Log.Warn("rotation failed: CURRENT unchanged", "path", sec.Path, "seq", rot.Seq, "err", stepErr)
+	if err != nil {
+		return ignoreMoved(err)
 	}
-	return ignoreMoved(err)
+	r.c.Metrics.rotations.WithLabelValues(fsm.OutcomeFailed).Inc()
+	r.count(ctx, "ROTATE_FAIL", sec, "", fsm.StepFailed, stepErr)
+	r.c.Log.Warn("rotation failed: CURRENT unchanged", "path", sec.Path, "seq", rot.Seq, "err", stepErr)
+	if pending != nil {
+		if rt, err := r.rotator(p); err == nil {
+			j := r.job(p, sec, rot)
+			j.Current = current
+			if err := r.external(func() error { return rt.Discard(ctx, j, pending) }); err != nil {
+				r.c.Log.Warn("discarding the pending value at the target failed", "path", sec.Path, "err", err)
+			}
+		}
+	}
+	return nil
 }
 
 func ignoreMoved(err error) error {
