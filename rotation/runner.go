@@ -291,8 +291,11 @@ func (r *Runner) start(ctx context.Context, p *fsm.RotationPolicy, sec *fsm.Secr
 	}
 	_, err := r.propose(ctx, fsm.CmdStartRotation, fsm.StartRotation{SecretID: sec.ID, Seq: p.LastSeq + 1,
 		RotationID: r.c.NewID(), Trigger: trigger, By: by, At: now.UnixNano()})
-	if errors.Is(err, fsm.ErrRotationStep) {
+	switch {
+	case errors.Is(err, fsm.ErrRotationStep):
 		return nil // another proposer started it: carry on with that one
+	case errors.Is(err, errNotLeader):
+		return err
 	}
 	r.count(ctx, "ROTATE_START", sec, "", fsm.StepStarted, err)
 	if err == nil {
