@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin/keyward
 PKGS    := ./...
 
-.PHONY: all build run run-dev stop test test-deps vet fmt-check bench clean
+.PHONY: all build run run-dev stop test test-deps vet fmt-check bench clean jepsen
 
 all: build
 
@@ -35,6 +35,18 @@ vet:
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# The chaos suite (jepsen/, README "Chaos suite"): a long run against a fresh build, in
+# network namespaces when root (loopback proxies otherwise). Exits non-zero on any violation.
+#   make jepsen DURATION=30m NODES=5 WORKLOADS=register,versions NEMESES=kill,partition-leader
+DURATION  ?= 30m
+NODES     ?= 3
+WORKLOADS ?= all
+NEMESES   ?= all
+JEPSEN_FLAGS ?=
+jepsen: test-deps
+	$(GO) run ./jepsen/cmd/jepsen -duration $(DURATION) -nodes $(NODES) -workloads $(WORKLOADS) \
+		-nemeses $(NEMESES) $(JEPSEN_FLAGS)
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)

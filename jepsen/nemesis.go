@@ -264,8 +264,12 @@ func (nm *nemesis) healAll(ctx context.Context) error {
 // schedule runs faults one after another until ctx ends: quiet, fault, quiet, ... cycling
 // through the nemeses in a shuffled order so every one of them comes up. Each start and stop
 // is an event of the history.
+//
+// A fault starts only if it can run its full length and leave a quiet period before the run
+// ends, so the recovery after it is measured too.
 func (nm *nemesis) schedule(ctx context.Context, h *History, list []string, logf func(string, ...any)) {
 	order := []string{}
+	deadline, hasDeadline := ctx.Deadline()
 	for {
 		if len(order) == 0 {
 			order = slices.Clone(list)
@@ -274,6 +278,10 @@ func (nm *nemesis) schedule(ctx context.Context, h *History, list []string, logf
 		name := order[0]
 		order = order[1:]
 		if !sleepCtx(ctx, nm.cfg.Quiet) {
+			return
+		}
+		if hasDeadline && time.Until(deadline) < nm.cfg.Fault+nm.cfg.Quiet/2 {
+			<-ctx.Done()
 			return
 		}
 		f, err := nm.start(ctx, name)

@@ -251,7 +251,14 @@ func (c *Cluster) WaitHealthy(ctx context.Context) (int, error) {
 		}
 		select {
 		case <-ctx.Done():
-			return -1, fmt.Errorf("jepsen: cluster not healthy: %w", ctx.Err())
+			var views []string
+			for i, n := range c.Nodes {
+				hctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				h, err := c.Health(hctx, i)
+				cancel()
+				views = append(views, fmt.Sprintf("%s: running=%v state=%s leader=%q err=%v", n.ID, n.Running(), h.State, h.Leader, err))
+			}
+			return -1, fmt.Errorf("jepsen: cluster not healthy: %w (%s)", ctx.Err(), strings.Join(views, "; "))
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

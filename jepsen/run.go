@@ -61,9 +61,6 @@ func (c *Config) defaults() error {
 		if !slices.Contains(AllWorkloads, w) {
 			return fmt.Errorf("jepsen: unknown workload %q (have %s)", w, strings.Join(AllWorkloads, ","))
 		}
-		if w == WRotation && !rotationAvailable {
-			return ErrRotationUnavailable
-		}
 	}
 	for _, n := range c.Nemeses {
 		if n == NClock {
@@ -187,6 +184,15 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	sum := &Summary{Started: h.Start(), Nodes: cfg.Nodes, Network: nw.Kind(), Workloads: cfg.Workloads,
 		Nemeses: cfg.Nemeses, Seed: cfg.Seed, ByOutcome: map[string]int{}, ByF: map[string]int{}}
 
+	if slices.Contains(cfg.Workloads, WRotation) {
+		cl, err := c.Client(0)
+		if err != nil {
+			return nil, err
+		}
+		if err := setupRotation(ctx, cl, h); err != nil {
+			return nil, err
+		}
+	}
 	// Workers: cfg.Workers clients per workload, spread over the nodes.
 	rctx, stopRun := context.WithTimeout(ctx, cfg.Duration)
 	defer stopRun()
@@ -225,8 +231,20 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if err := rejoinAll(hctx, c); err != nil {
 		sum.Errors = append(sum.Errors, err.Error())
 	}
+	// Rotations first: once their policies are gone no new version appears, so the listing
+	// read next is final.
+	var rotations map[string][]RotationRecord
+	if slices.Contains(cfg.Workloads, WRotation) {
+		l, _ := c.WaitHealthy(hctx)
+		if cl, err := c.Client(max(l, 0)); err == nil {
+			if rotations, err = readRotations(hctx, cl); err != nil {
+				sum.Errors = append(sum.Errors, "rotations: "+err.Error())
+			}
+		}
+	}
 	ops := h.Ops()
 	fin, err := readFinal(hctx, c, ops)
+	fin.Rotations = rotations
 	if err != nil {
 		sum.Errors = append(sum.Errors, "final read: "+err.Error())
 	} else {

@@ -10,6 +10,9 @@ go mod download
 need=()
 command -v iptables >/dev/null || need+=(iptables)
 command -v curl >/dev/null || need+=(curl)
+# The chaos suite (jepsen/) puts nodes in network namespaces: ip and tc, and nft for partitions.
+command -v ip >/dev/null && command -v tc >/dev/null || need+=(iproute2)
+command -v nft >/dev/null || need+=(nftables)
 if ! command -v initdb >/dev/null && ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
   need+=(postgresql)
 fi

@@ -43,7 +43,7 @@ func run() int {
 	flag.StringVar(&cfg.Dir, "dir", "", "run directory (default jepsen-runs/<time>)")
 	flag.IntVar(&cfg.Nodes, "nodes", 3, "nodes: 3 or 5")
 	flag.DurationVar(&cfg.Duration, "duration", 5*time.Minute, "how long workloads and faults run")
-	flag.StringVar(&workloads, "workloads", "register,versions,stale,audit", "comma-separated: "+strings.Join(jepsen.AllWorkloads, ",")+" or all")
+	flag.StringVar(&workloads, "workloads", "all", "comma-separated: "+strings.Join(jepsen.AllWorkloads, ",")+" or all")
 	flag.StringVar(&nemeses, "nemeses", "all", "comma-separated: "+strings.Join(jepsen.AllNemeses, ",")+", all or none")
 	flag.StringVar(&cfg.Network, "network", "", "netns, proxy, or empty: netns when root, else proxy")
 	flag.IntVar(&cfg.Keys, "keys", 3, "hot register keys")
