@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -163,5 +164,76 @@ func TestListingProblems(t *testing.T) {
 		if p := listingProblems(vs, 0); len(p) == 0 {
 			t.Errorf("%s: no problem found", name)
 		}
+	}
+}
+
+// TestCheckers feeds each checker a small history with one planted problem.
+func TestCheckers(t *testing.T) {
+	s := int64(time.Second)
+	w := func(id int64, key, val string, ver uint64, vid string, call, ret int64) Op {
+		return Op{ID: id, Workload: WVersions, F: "write", Key: key, Value: val, Type: OK, Version: ver, VersionID: vid, Invoke: call, Complete: ret, RequestID: fmt.Sprint("r", id)}
+	}
+	base := []Op{w(0, "k", "a", 1, "id1", 0, s/10), w(1, "k", "b", 2, "id2", s, s+s/10)}
+	fin := Final{OK: true, Versions: map[string][]VersionInfo{"k": {{Version: 1, VersionID: "id1", State: "PREVIOUS"}, {Version: 2, VersionID: "id2", State: "CURRENT"}}},
+		Current: map[string]uint64{"k": 2}, Values: map[string]map[uint64]string{"k": {1: "a", 2: "b"}}}
+	audited := map[string]bool{"r0": true, "r1": true}
+	opt := CheckOptions{LinTimeout: 10 * time.Second, StaleAllowance: time.Second}
+	if r := Check(base, nil, fin, audited, true, opt, nil); !r.Valid {
+		t.Fatalf("clean history refused: %v", r.Violations)
+	}
+	cases := map[string]struct {
+		ops     []Op
+		fin     func(Final) Final
+		audited map[string]bool
+		want    string
+	}{
+		"lost write": {fin: func(f Final) Final {
+			f.Versions = map[string][]VersionInfo{"k": {{Version: 1, VersionID: "id1", State: "PREVIOUS"}, {Version: 2, VersionID: "other", State: "CURRENT"}}}
+			return f
+		}, want: "lost write"},
+		"phantom": {fin: func(f Final) Final {
+			f.Values = map[string]map[uint64]string{"k": {1: "a", 2: "zzz"}}
+			return f
+		}, want: "phantom"},
+		"stale": {ops: []Op{{ID: 2, Workload: WStale, F: "read-stale", Key: "k", Type: OK, Found: true, Version: 1, Value: "a", MaxStale: 2 * s, Invoke: 5 * s, Complete: 5*s + 1}},
+			want: "stale read"},
+		"audit": {audited: map[string]bool{"r0": true}, want: "audit"},
+		"monotonic": {ops: []Op{
+			{ID: 3, Workload: WVersions, F: "read-state", State: "CURRENT", RespState: "CURRENT", Key: "k", Type: OK, Found: true, Version: 2, Invoke: 2 * s, Complete: 2*s + 1},
+			{ID: 4, Workload: WVersions, F: "read-state", State: "CURRENT", RespState: "CURRENT", Key: "k", Type: OK, Found: true, Version: 1, Invoke: 3 * s, Complete: 3*s + 1},
+		}, want: "monotonic"},
+		"listing misses a write": {ops: []Op{{ID: 5, Workload: WVersions, F: "list", Key: "k", Type: OK, Found: true, Version: 1,
+			Versions: []VersionInfo{{Version: 1, VersionID: "id1", State: "CURRENT"}}, Invoke: 3 * s, Complete: 3*s + 1}}, want: "misses v2"},
+	}
+	for name, c := range cases {
+		f := fin
+		if c.fin != nil {
+			f = c.fin(fin)
+		}
+		a := audited
+		if c.audited != nil {
+			a = c.audited
+		}
+		r := Check(append(slices.Clone(base), c.ops...), nil, f, a, true, opt, nil)
+		if r.Valid || !strings.Contains(strings.Join(r.Violations, "\n"), c.want) {
+			t.Errorf("%s: want a %q violation, got %v", name, c.want, r.Violations)
+		}
+	}
+	// A stale read within the bound passes; with LenientStale a violation is only known.
+	ok := Op{ID: 6, Workload: WStale, F: "read-stale", Key: "k", Type: OK, Found: true, Version: 1, Value: "a", MaxStale: 2 * s, Invoke: 3 * s, Complete: 3*s + 1}
+	if r := Check(append(slices.Clone(base), ok), nil, fin, nil, false, opt, nil); !r.Valid {
+		t.Errorf("stale read within the bound refused: %v", r.Violations)
+	}
+	lenient := opt
+	lenient.LenientStale = true
+	if r := Check(append(slices.Clone(base), cases["stale"].ops...), nil, fin, nil, false, lenient, nil); !r.Valid || len(r.Known) != 1 {
+		t.Errorf("lenient stale: valid=%v known=%v", r.Valid, r.Known)
+	}
+	// Recovery: the first success invoked after the fault ended.
+	evs := []Event{{Name: NKill, Phase: "start", Time: s / 2}, {Name: NKill, Phase: "stop", Time: s / 2 * 3}}
+	rec := append(slices.Clone(base), Op{ID: 7, Workload: WRegister, F: "read", Key: "r", Type: OK, Invoke: 2 * s, Complete: 2*s + s/5})
+	r := Check(rec, evs, Final{}, nil, false, opt, nil)
+	if len(r.Faults) != 1 || r.Faults[0].RecoveryMS != 700 {
+		t.Errorf("recovery: %+v", r.Faults)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -292,6 +291,3 @@ func (t *requestIDTransport) RoundTrip(r *http.Request) (*http.Response, error) 
 	}
 	return resp, err
 }
-
-// errNotRunning is returned for operations on a stopped node.
-var errNotRunning = errors.New("jepsen: node not running")

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -139,10 +138,7 @@ func (p *proxyNet) pipe(pc *proxyConn, dst, src net.Conn, done chan struct{}) {
 			}
 		}
 		if err != nil {
-			if err != io.EOF {
-				return
-			}
-			return
+			return // EOF or a closed connection: the caller closes both sides
 		}
 	}
 }

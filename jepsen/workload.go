@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"net/http"
 	"syscall"
 	"time"
 
@@ -251,5 +250,3 @@ func runWorker(ctx context.Context, w *worker) {
 		}
 	}
 }
-
-var _ = http.MethodGet
