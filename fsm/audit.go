@@ -142,6 +142,21 @@ func (s *State) Audit(from uint64, fn func(*AuditRecord) bool) {
 	})
 }
 
+// withAudit makes fn commit the audit record a command carries (rec returns it, or nil), as a
+// batch of its own, when the command succeeds.
+func withAudit[P any](fn func(*txn, *P) *Result, rec func(*P) *AuditRecord) func(*txn, *P) *Result {
+	return func(tx *txn, c *P) *Result {
+		res := fn(tx, c)
+		if r := rec(c); r != nil && res.Err == nil {
+			a := *r
+			a.Success, a.Reason, a.NodeSeq = true, "", 0
+			tx.commitAuditBlock(append(CanonicalAudit(a), '\n'), 1, nil)
+			res.AuditSeq = tx.auditSeq
+		}
+		return res
+	}
+}
+
 func applyAppendAuditLines(tx *txn, c *AppendAuditLines) *Result {
 	if c.NodeID == "" || len(c.Seqs) == 0 || bytes.Count(c.Data, []byte{'\n'}) != len(c.Seqs) ||
 		c.Data[len(c.Data)-1] != '\n' {

@@ -136,3 +136,31 @@ func TestPruneAuditBlocks(t *testing.T) {
 		t.Fatalf("after second prune: %d records, want the newest batch's 4", len(got))
 	}
 }
+
+// A write carrying its audit record commits it with the version when it succeeds, and not at
+// all when it fails.
+func TestPutVersionCommitsItsAuditRecord(t *testing.T) {
+	f := fsm.New(nil)
+	c := putCmd("s1", "p", 0)
+	c.Audit = &fsm.AuditRecord{ID: "a1", NodeID: "n2", NodeSeq: 9, SecretID: "s1", Path: "p", VersionID: c.VersionID,
+		PrincipalID: "alice", Action: "WRITE", Success: false, Reason: "ignored", AccessedAt: baseTime}
+	res := mustOK(t, f, fsm.CmdPutVersion, c)
+	if res.AuditSeq != 1 {
+		t.Errorf("result audit seq %d, want 1", res.AuditSeq)
+	}
+	recs := collectAudit(f.State(), 0)
+	if len(recs) != 1 || recs[0].ID != "a1" || !recs[0].Success || recs[0].Reason != "" || recs[0].NodeSeq != 0 || recs[0].Seq != 1 {
+		t.Fatalf("records %+v", recs)
+	}
+	if f.State().AuditCommitted("n2") != 0 {
+		t.Error("a write's record moved the node's shipping mark")
+	}
+	verifyChain(t, f.State())
+
+	stale := putCmd("s1", "p", 0) // version 1 exists: conflict
+	stale.Audit = &fsm.AuditRecord{ID: "a2", PrincipalID: "alice", Action: "WRITE", AccessedAt: baseTime}
+	mustFail(t, f, fsm.CmdPutVersion, stale, fsm.ErrConflict)
+	if n := len(collectAudit(f.State(), 0)); n != 1 {
+		t.Errorf("%d records after a failed write, want 1", n)
+	}
+}

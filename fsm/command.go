@@ -53,6 +53,10 @@ type PutVersion struct {
 	MaxVersions uint32  `json:"max_versions,omitempty"` // 0 keeps the secret's setting
 	By          string  `json:"by,omitempty"`
 	At          int64   `json:"at"`
+	// Audit, if set, is the write's audit record: Apply commits it together with the version
+	// when the write succeeds, so an acknowledged write needs no separate audit sync. A write
+	// that fails is audited by the node that proposed it.
+	Audit *AuditRecord `json:"audit,omitempty"`
 }
 
 // Noop changes nothing but the applied index. A new leader commits one so that its FSM has

@@ -53,7 +53,7 @@ func New(log *slog.Logger) *FSM {
 	}
 	f := &FSM{log: log, appliedCh: make(chan struct{}), interned: &interner{m: map[string]string{}}}
 	f.handlers = map[CommandType]handler{
-		CmdPutVersion:       decodeInto(applyPutVersion),
+		CmdPutVersion:       decodeInto(withAudit(applyPutVersion, func(c *PutVersion) *AuditRecord { return c.Audit })),
 		CmdDestroyVersions:  decodeInto(applyDestroyVersions),
 		CmdDeleteSecret:     decodeInto(applyDeleteSecret),
 		CmdRestoreSecret:    decodeInto(applyRestoreSecret),

@@ -41,22 +41,28 @@ type record struct {
 	versionID string
 }
 
+// auditRecord builds the audit record of an operation by the caller in ctx that ended with opErr.
+func (s *Service) auditRecord(ctx context.Context, rec record, opErr error) fsm.AuditRecord {
+	c, _ := CallerFrom(ctx)
+	r := fsm.AuditRecord{
+		ID: s.d.NewID(), SecretID: rec.secretID, Path: rec.path, VersionID: rec.versionID,
+		PrincipalType: string(c.Type), PrincipalID: c.ID, AuthMethod: c.Method, Action: rec.action,
+		IPAddress: c.RemoteIP, Success: opErr == nil, RequestID: c.RequestID, AccessedAt: s.d.Now().UnixNano(),
+		NodeID: s.d.NodeID,
+	}
+	if opErr != nil {
+		r.Reason = reasonOf(opErr)
+	}
+	return r
+}
+
 // audited appends the audit record of an operation and returns opErr, or — if the record
 // could not be made durable — ErrAuditUnavailable: the request then fails closed.
 func (s *Service) audited(ctx context.Context, rec record, opErr error) error {
 	if s.d.Audit == nil {
 		return opErr
 	}
-	c, _ := CallerFrom(ctx)
-	r := fsm.AuditRecord{
-		ID: s.d.NewID(), SecretID: rec.secretID, Path: rec.path, VersionID: rec.versionID,
-		PrincipalType: string(c.Type), PrincipalID: c.ID, AuthMethod: c.Method, Action: rec.action,
-		IPAddress: c.RemoteIP, Success: opErr == nil, RequestID: c.RequestID, AccessedAt: s.d.Now().UnixNano(),
-	}
-	if opErr != nil {
-		r.Reason = reasonOf(opErr)
-	}
-	if _, err := s.d.Audit.Append(ctx, r); err != nil {
+	if _, err := s.d.Audit.Append(ctx, s.auditRecord(ctx, rec, opErr)); err != nil {
 		s.d.Log.Error("audit record not durable: failing the request", "action", rec.action, "err", err)
 		return fmt.Errorf("%w: %w", ErrAuditUnavailable, err)
 	}

@@ -50,7 +50,10 @@ func (s *Service) Put(ctx context.Context, in PutInput) (*WriteResult, error) {
 	if in.By == "" {
 		in.By = string(c.Type) + "/" + c.ID
 	}
-	res, err := s.put(ctx, in)
+	res, err := s.put(ctx, in, rec)
+	if err == nil && s.d.Audit != nil {
+		return res, nil // the write's own Raft entry committed its audit record
+	}
 	if res != nil {
 		rec.secretID, rec.versionID = res.SecretID, res.VersionID
 	}
@@ -60,7 +63,9 @@ func (s *Service) Put(ctx context.Context, in PutInput) (*WriteResult, error) {
 	return res, nil
 }
 
-func (s *Service) put(ctx context.Context, in PutInput) (*WriteResult, error) {
+// put proposes the write; with auditing on, its command carries rec's audit record, which
+// Apply commits with the version if the write succeeds.
+func (s *Service) put(ctx context.Context, in PutInput, rec record) (*WriteResult, error) {
 	if err := validateValue(in.Value); err != nil {
 		return nil, err
 	}
@@ -82,12 +87,18 @@ func (s *Service) put(ctx context.Context, in PutInput) (*WriteResult, error) {
 		if err != nil {
 			return nil, kmsError(err)
 		}
-		cmd := fsm.MustEncode(fsm.CmdPutVersion, fsm.PutVersion{
+		pv := fsm.PutVersion{
 			SecretID: secretID, Path: in.Path, Expect: expect, CAS: in.CAS,
 			VersionID: s.d.NewID(), Ciphertext: sealed.Ciphertext, WrappedKey: sealed.WrappedKey,
 			KMSKeyID: sealed.KeyID, KMSProvider: sealed.Provider,
 			Description: in.Description, By: in.By, At: s.d.Now().UnixNano(),
-		})
+		}
+		if s.d.Audit != nil {
+			rec.secretID, rec.versionID = pv.SecretID, pv.VersionID
+			a := s.auditRecord(ctx, rec, nil)
+			pv.Audit = &a
+		}
+		cmd := fsm.MustEncode(fsm.CmdPutVersion, pv)
 		res, err := s.propose(ctx, cmd)
 		if err != nil {
 			return nil, err
