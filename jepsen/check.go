@@ -457,16 +457,26 @@ func checkVersions(r *Report, ops []Op, fin Final) {
 		switch o.F {
 		case "list":
 			r.VersionChecks++
-			for _, p := range listingProblems(o.Versions, o.Version) {
+			l := o.Listing
+			if l == nil {
+				continue
+			}
+			for _, p := range l.Problems {
 				r.violate("versions: %s listing (op %d at %.3fs on n%d): %s", o.Key, o.ID, secs(o.Invoke), o.Node+1, p)
 			}
-			have := map[uint64]string{}
-			for _, v := range o.Versions {
-				have[v.Version] = v.VersionID
+			newest := map[uint64]string{}
+			for _, v := range l.Newest {
+				newest[v.Version] = v.VersionID
 			}
+			oldestKept := l.Max - uint64(len(l.Newest)) + 1
 			if kw := writes[o.Key]; kw != nil {
 				for _, w := range kw.ackList {
-					if w.Complete < o.Invoke && have[w.Version] != w.VersionID {
+					if w.Complete >= o.Invoke {
+						continue
+					}
+					// Versions below the kept tail exist by the gapless check; their ids are
+					// checked against the final listing.
+					if w.Version > l.Max || w.Version >= oldestKept && newest[w.Version] != w.VersionID {
 						r.violate("versions: %s listing (op %d at %.3fs on n%d) misses v%d acknowledged at %.3fs (op %d)", o.Key, o.ID, secs(o.Invoke), o.Node+1, w.Version, secs(w.Complete), w.ID)
 					}
 				}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"sort"
 	"sync"
 	"time"
 )
@@ -32,20 +33,20 @@ type Op struct {
 	State    string  `json:"state,omitempty"`  // read-state: the state asked for
 	MaxStale int64   `json:"max_stale_ns,omitempty"`
 	// Outputs.
-	Type           string        `json:"type"` // ok, fail, info
-	Found          bool          `json:"found,omitempty"`
-	Version        uint64        `json:"version,omitempty"`
-	VersionID      string        `json:"version_id,omitempty"`
-	RespState      string        `json:"resp_state,omitempty"`
-	Versions       []VersionInfo `json:"versions,omitempty"`
-	CurrentVersion *uint64       `json:"current_version,omitempty"` // cas_mismatch: the actual one
-	Code           string        `json:"code,omitempty"`
-	Err            string        `json:"error,omitempty"`
-	RequestID      string        `json:"request_id,omitempty"`
-	Index          uint64        `json:"index,omitempty"`
-	LastContactMS  int64         `json:"last_contact_ms,omitempty"`
-	Invoke         int64         `json:"invoke"`
-	Complete       int64         `json:"complete"`
+	Type           string   `json:"type"` // ok, fail, info
+	Found          bool     `json:"found,omitempty"`
+	Version        uint64   `json:"version,omitempty"`
+	VersionID      string   `json:"version_id,omitempty"`
+	RespState      string   `json:"resp_state,omitempty"`
+	Listing        *Listing `json:"listing,omitempty"`
+	CurrentVersion *uint64  `json:"current_version,omitempty"` // cas_mismatch: the actual one
+	Code           string   `json:"code,omitempty"`
+	Err            string   `json:"error,omitempty"`
+	RequestID      string   `json:"request_id,omitempty"`
+	Index          uint64   `json:"index,omitempty"`
+	LastContactMS  int64    `json:"last_contact_ms,omitempty"`
+	Invoke         int64    `json:"invoke"`
+	Complete       int64    `json:"complete"`
 }
 
 // VersionInfo is one entry of a version listing, as the history keeps it.
@@ -54,6 +55,32 @@ type VersionInfo struct {
 	VersionID string `json:"id"`
 	State     string `json:"s"`
 	Destroyed bool   `json:"d,omitempty"`
+}
+
+// Listing is what the history keeps of a version listing: its shape, the invariant problems
+// found when it was read, and its newest versions (listings grow with every write, so keeping
+// them whole would make the history quadratic).
+type Listing struct {
+	Count    int           `json:"count"`
+	Min      uint64        `json:"min"`
+	Max      uint64        `json:"max"`
+	Problems []string      `json:"problems,omitempty"`
+	Newest   []VersionInfo `json:"newest"` // the listTail newest versions, newest first
+}
+
+// listTail is how many of a listing's newest versions the history keeps.
+const listTail = 16
+
+// NewListing summarizes a listing (any order) whose current_version is current.
+func NewListing(vs []VersionInfo, current uint64) *Listing {
+	l := &Listing{Count: len(vs), Problems: listingProblems(vs, current)}
+	sorted := append([]VersionInfo(nil), vs...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Version > sorted[j].Version })
+	if len(sorted) > 0 {
+		l.Max, l.Min = sorted[0].Version, sorted[len(sorted)-1].Version
+	}
+	l.Newest = sorted[:min(len(sorted), listTail)]
+	return l
 }
 
 // Event is a nemesis (or harness) event of the history.

@@ -203,7 +203,9 @@ func TestCheckers(t *testing.T) {
 			{ID: 4, Workload: WVersions, F: "read-state", State: "CURRENT", RespState: "CURRENT", Key: "k", Type: OK, Found: true, Version: 1, Invoke: 3 * s, Complete: 3*s + 1},
 		}, want: "monotonic"},
 		"listing misses a write": {ops: []Op{{ID: 5, Workload: WVersions, F: "list", Key: "k", Type: OK, Found: true, Version: 1,
-			Versions: []VersionInfo{{Version: 1, VersionID: "id1", State: "CURRENT"}}, Invoke: 3 * s, Complete: 3*s + 1}}, want: "misses v2"},
+			Listing: NewListing([]VersionInfo{{Version: 1, VersionID: "id1", State: "CURRENT"}}, 1), Invoke: 3 * s, Complete: 3*s + 1}}, want: "misses v2"},
+		"listing with two CURRENT": {ops: []Op{{ID: 8, Workload: WVersions, F: "list", Key: "k", Type: OK, Found: true, Version: 2,
+			Listing: NewListing([]VersionInfo{{Version: 1, VersionID: "id1", State: "CURRENT"}, {Version: 2, VersionID: "id2", State: "CURRENT"}}, 2), Invoke: 3 * s, Complete: 3*s + 1}}, want: "2 CURRENT"},
 	}
 	for name, c := range cases {
 		f := fin

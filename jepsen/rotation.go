@@ -83,9 +83,7 @@ func rotationStep(ctx context.Context, w *worker) {
 				return err
 			}
 			op.Found, op.Version = true, vs.CurrentVersion
-			for _, v := range vs.Versions {
-				op.Versions = append(op.Versions, VersionInfo{Version: v.Version, VersionID: v.VersionID, State: v.State, Destroyed: v.Destroyed})
-			}
+			op.Listing = NewListing(versionInfos(vs), vs.CurrentVersion)
 			return nil
 		})
 	}

@@ -27,6 +27,7 @@ type Config struct {
 	Nemeses   []string      // AllNemeses by default; empty slice: none
 	Network   string        // "netns", "proxy" or "" (netns when possible, else proxy)
 	Keys      int           // hot register keys
+	KeyEpoch  time.Duration // how long the workloads use one generation of keys
 	Workers   int           // clients per workload
 	Think     time.Duration // pause between a client's operations (randomized up to 2x)
 	Quiet     time.Duration // time between faults
@@ -82,6 +83,7 @@ func (c *Config) defaults() error {
 	set(&c.MaxStale, 2*time.Second)
 	set(&c.StaleAllowance, time.Second)
 	set(&c.LinTimeout, 3*time.Minute)
+	set(&c.KeyEpoch, 5*time.Minute)
 	if c.Keys == 0 {
 		c.Keys = 3
 	}
@@ -207,7 +209,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 			if err != nil {
 				return nil, err
 			}
-			w := &worker{id: id, node: node, cl: cl, h: h, cfg: &cfg, seen: map[string]uint64{}, step: step,
+			w := &worker{id: id, node: node, cl: cl, h: h, cfg: &cfg, seen: map[string]uint64{}, step: step, auditGen: -1,
 				rng: rand.New(rand.NewPCG(cfg.Seed, uint64(id)))}
 			id++
 			wg.Add(1)
@@ -365,10 +367,7 @@ func readFinal(ctx context.Context, c *Cluster, ops []Op) (Final, error) {
 			if err != nil {
 				return err
 			}
-			var list []VersionInfo
-			for _, v := range vs.Versions {
-				list = append(list, VersionInfo{Version: v.Version, VersionID: v.VersionID, State: v.State, Destroyed: v.Destroyed})
-			}
+			list := versionInfos(vs)
 			sort.Slice(list, func(i, j int) bool { return list[i].Version < list[j].Version })
 			fin.Versions[k], fin.Current[k] = list, vs.CurrentVersion
 			return nil

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/api/client"
+	"github.com/keyward/keyward/api/wire"
 )
 
 // Workload names.
@@ -35,6 +36,8 @@ type worker struct {
 	// last version this worker saw per key, for its next cas.
 	seen map[string]uint64
 	n    int
+	// auditGen is the key generation of the audit key this worker wrote last (-1: none).
+	auditGen int64
 	// step performs one operation of the worker's workload.
 	step func(ctx context.Context, w *worker)
 }
@@ -42,8 +45,21 @@ type worker struct {
 // opTimeout bounds each client operation.
 const opTimeout = 5 * time.Second
 
-func registerKey(k int) string { return fmt.Sprintf("jepsen/register/k%d", k) }
-func versionsKey(k int) string { return fmt.Sprintf("jepsen/versions/k%d", k) }
+// Keys change generation every Config.KeyEpoch, so no secret collects more versions than a
+// listing can carry (GET /v1/versions is not paginated and the client caps answers at 2 MiB).
+func (w *worker) gen() int64 { return w.h.Now() / int64(w.cfg.KeyEpoch) }
+
+func (w *worker) registerKey(k int) string { return fmt.Sprintf("jepsen/register/g%d/k%d", w.gen(), k) }
+func (w *worker) versionsKey(k int) string { return fmt.Sprintf("jepsen/versions/g%d/k%d", w.gen(), k) }
+
+// versionInfos converts a listing's versions.
+func versionInfos(vs *wire.VersionsResponse) []VersionInfo {
+	out := make([]VersionInfo, 0, len(vs.Versions))
+	for _, v := range vs.Versions {
+		out = append(out, VersionInfo{Version: v.Version, VersionID: v.VersionID, State: v.State, Destroyed: v.Destroyed})
+	}
+	return out
+}
 
 // newValue is a value no other operation writes.
 func (w *worker) newValue() string {
@@ -104,7 +120,7 @@ func classify(err error, write bool) (string, string) {
 
 // registerStep: reads, blind writes and compare-and-set writes on a few hot keys.
 func registerStep(ctx context.Context, w *worker) {
-	key := registerKey(w.rng.IntN(w.cfg.Keys))
+	key := w.registerKey(w.rng.IntN(w.cfg.Keys))
 	switch r := w.rng.IntN(10); {
 	case r < 5:
 		op := w.exec(ctx, Op{Workload: WRegister, F: "read", Key: key}, false, func(ctx context.Context, op *Op) error {
@@ -151,7 +167,7 @@ func registerStep(ctx context.Context, w *worker) {
 
 // versionsStep: writes, reads by state and version listings on a few keys.
 func versionsStep(ctx context.Context, w *worker) {
-	key := versionsKey(w.rng.IntN(2))
+	key := w.versionsKey(w.rng.IntN(2))
 	switch r := w.rng.IntN(10); {
 	case r < 4:
 		v := w.newValue()
@@ -188,9 +204,7 @@ func versionsStep(ctx context.Context, w *worker) {
 				return err
 			}
 			op.Found, op.Version = true, vs.CurrentVersion
-			for _, v := range vs.Versions {
-				op.Versions = append(op.Versions, VersionInfo{Version: v.Version, VersionID: v.VersionID, State: v.State, Destroyed: v.Destroyed})
-			}
+			op.Listing = NewListing(versionInfos(vs), vs.CurrentVersion)
 			return nil
 		})
 	}
@@ -198,7 +212,7 @@ func versionsStep(ctx context.Context, w *worker) {
 
 // staleStep: reads with max_stale of the register keys.
 func staleStep(ctx context.Context, w *worker) {
-	key := registerKey(w.rng.IntN(w.cfg.Keys))
+	key := w.registerKey(w.rng.IntN(w.cfg.Keys))
 	ms := w.cfg.MaxStale
 	w.exec(ctx, Op{Workload: WStale, F: "read-stale", Key: key, MaxStale: int64(ms)}, false, func(ctx context.Context, op *Op) error {
 		s, err := w.cl.GetWith(ctx, key, client.Selector{}, client.ReadOptions{MaxStale: ms})
@@ -218,8 +232,9 @@ func staleStep(ctx context.Context, w *worker) {
 // sometimes denied: a path that does not exist). Every other workload's acknowledged
 // operations are checked for audit records too.
 func auditStep(ctx context.Context, w *worker) {
-	key := fmt.Sprintf("jepsen/audit/w%d", w.id)
-	if w.n == 0 || w.rng.IntN(5) == 0 {
+	key := fmt.Sprintf("jepsen/audit/g%d/w%d", w.gen(), w.id)
+	if w.auditGen != w.gen() || w.rng.IntN(5) == 0 {
+		w.auditGen = w.gen()
 		v := w.newValue()
 		w.exec(ctx, Op{Workload: WAudit, F: "write", Key: key, Value: v}, true, func(ctx context.Context, op *Op) error {
 			res, err := w.cl.Put(ctx, key, []byte(v), client.PutOptions{})

@@ -47,6 +47,7 @@ func run() int {
 	flag.StringVar(&nemeses, "nemeses", "all", "comma-separated: "+strings.Join(jepsen.AllNemeses, ",")+", all or none")
 	flag.StringVar(&cfg.Network, "network", "", "netns, proxy, or empty: netns when root, else proxy")
 	flag.IntVar(&cfg.Keys, "keys", 3, "hot register keys")
+	flag.DurationVar(&cfg.KeyEpoch, "key-epoch", 5*time.Minute, "workloads move to fresh keys this often (bounds versions per secret)")
 	flag.IntVar(&cfg.Workers, "workers", 0, "clients per workload (default: one per node)")
 	flag.DurationVar(&cfg.Quiet, "quiet", 8*time.Second, "time between faults")
 	flag.DurationVar(&cfg.Fault, "fault", 10*time.Second, "how long a fault lasts")
