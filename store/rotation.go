@@ -159,8 +159,6 @@ func rotationError(err error) error {
 		return nil
 	case errors.Is(err, fsm.ErrRotationBusy):
 		return fmt.Errorf("%w: %w", ErrRotationBusy, err)
-	case errors.Is(err, fsm.ErrNotFound):
-		return fmt.Errorf("%s: %w", err.Error(), ErrNotFound)
 	}
 	return fsmError(err, nil)
 }
@@ -223,6 +221,11 @@ func (s *Service) RotateNow(ctx context.Context, path string) (uint64, error) {
 	}
 	var seq uint64
 	err = requireLive(sec, path)
+	if err == nil {
+		if _, ok := st.RotationPolicy(sec.ID); !ok {
+			err = fmt.Errorf("secret %q has no rotation policy: %w", path, ErrNotFound)
+		}
+	}
 	if err == nil {
 		var res *fsm.Result
 		res, err = s.propose(ctx, fsm.MustEncode(fsm.CmdRotateNow, fsm.RotateNow{
