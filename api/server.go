@@ -317,6 +317,11 @@ func setReadHeaders(w http.ResponseWriter, info store.ReadInfo) {
 		lc = -1
 	}
 	h.Set(wire.HeaderLastContact, strconv.FormatInt(lc, 10))
+	age := info.Staleness.Milliseconds()
+	if info.Staleness < 0 {
+		age = -1
+	}
+	h.Set(wire.HeaderStaleness, strconv.FormatInt(age, 10))
 	h.Set(wire.HeaderKnownLeader, strconv.FormatBool(info.KnownLeader))
 	h.Set(wire.HeaderConsistency, info.Consistency)
 }

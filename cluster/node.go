@@ -113,6 +113,7 @@ type Node struct {
 
 	verifier  *rounds[struct{}] // leader: shared VerifyLeader calls
 	readIndex *rounds[uint64]   // follower: shared read-index RPCs to the leader
+	fresh     freshness         // how old the local state may be (fresh.go)
 
 	// readyMu guards readyTerm (the last term whose no-op this node applied as leader) and
 	// readyCh, closed and replaced when readyTerm changes.
@@ -219,9 +220,10 @@ func (n *Node) open(hl hclog.Logger, raftDir string) error {
 	n.rpc = newRPCClient(n.dialer)
 	n.readIndex = &rounds[uint64]{check: n.remoteReadIndex}
 	n.rpcSrv = &http.Server{Handler: n.rpcHandler(), ReadHeaderTimeout: 10 * time.Second}
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go func() { defer n.wg.Done(); _ = n.rpcSrv.Serve(n.mux.rpc) }()
 	go func() { defer n.wg.Done(); n.watchLeadership() }()
+	go func() { defer n.wg.Done(); n.trackFreshness() }()
 
 	if cfg.GossipAddr != "" {
 		m, err := startMembership(n)
@@ -246,6 +248,11 @@ func raftConfig(cfg Config, hl hclog.Logger) *raft.Config {
 	rc.SnapshotInterval = orDuration(cfg.SnapshotInterval, 30*time.Second)
 	rc.SnapshotThreshold = orUint(cfg.SnapshotThreshold, 8192)
 	rc.TrailingLogs = orUint(cfg.TrailingLogs, 10240)
+	// A node removed from the configuration (even the leader removing itself) keeps its Raft
+	// running as a follower outside the configuration: it starts no elections, and when it is
+	// joined again the leader simply replicates to it. Shutting Raft down instead would leave a
+	// process that accepts a join yet never answers as a voter until it is restarted.
+	rc.ShutdownOnRemove = false
 	return rc
 }
 

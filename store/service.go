@@ -38,6 +38,9 @@ type ReadIndexer interface {
 	// LastContact is the time since the node last heard from the leader: 0 on the leader,
 	// negative if never.
 	LastContact() time.Duration
+	// Staleness is how old the local state may be: the time since the newest instant before
+	// which it provably holds every committed write; negative if unknown.
+	Staleness() time.Duration
 	KnownLeader() bool
 }
 
@@ -141,8 +144,8 @@ func (s *Service) waitApplied(ctx context.Context, index uint64) error {
 type ReadOptions struct {
 	// Stale answers from local state without asking the leader.
 	Stale bool
-	// MaxStale (implies Stale) refuses the read when the last contact with the leader is
-	// older than this.
+	// MaxStale (implies Stale) refuses the read when the local state may be older than
+	// this (see ReadIndexer.Staleness).
 	MaxStale time.Duration
 	// MinIndex waits (bounded) until local state has applied at least this index.
 	MinIndex uint64
@@ -152,6 +155,7 @@ type ReadOptions struct {
 type ReadInfo struct {
 	Index       uint64        // applied index of the state that was read
 	LastContact time.Duration // since the last contact with the leader; 0 on the leader, <0 never
+	Staleness   time.Duration // how old the state may be; <0 unknown
 	KnownLeader bool
 	Consistency string // "linearizable" or "stale"
 }
@@ -172,9 +176,12 @@ func (s *Service) readState(ctx context.Context, ro ReadOptions) (*fsm.State, Re
 	}
 	if ro.Stale || ro.MaxStale > 0 {
 		info.Consistency = "stale"
-		lc := s.d.Reads.LastContact()
-		if ro.MaxStale > 0 && (lc < 0 || lc > ro.MaxStale) {
-			return nil, info, fmt.Errorf("%w: last contact with the leader %s ago, max_stale %s", ErrTooStale, lcString(lc), ro.MaxStale)
+		age := s.d.Reads.Staleness()
+		if ro.MaxStale > 0 && (age < 0 || age > ro.MaxStale) {
+			if age < 0 {
+				return nil, info, fmt.Errorf("%w: this node does not know how old its state is yet, max_stale %s", ErrTooStale, ro.MaxStale)
+			}
+			return nil, info, fmt.Errorf("%w: this node's state may be %s old, max_stale %s", ErrTooStale, age.Round(time.Millisecond), ro.MaxStale)
 		}
 	} else {
 		idx, err := s.d.Reads.ReadIndex(ctx)
@@ -188,15 +195,9 @@ func (s *Service) readState(ctx context.Context, ro ReadOptions) (*fsm.State, Re
 	st := s.d.State.State()
 	info.Index = st.Index()
 	info.LastContact = s.d.Reads.LastContact()
+	info.Staleness = s.d.Reads.Staleness()
 	info.KnownLeader = s.d.Reads.KnownLeader()
 	return st, info, nil
-}
-
-func lcString(d time.Duration) string {
-	if d < 0 {
-		return "never"
-	}
-	return d.Round(time.Millisecond).String()
 }
 
 // requireLive fails with ErrNotFound unless sec (looked up at path; nil when absent) is a

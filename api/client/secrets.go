@@ -40,6 +40,9 @@ type Secret struct {
 	// leader (or when the server does not send X-Keyward-Last-Contact), negative when the
 	// node never heard from one.
 	LastContact time.Duration `json:"-"`
+	// Staleness is how old the answering node's state may be (X-Keyward-Staleness, what
+	// max_stale checks): negative when the node did not know, 0 when the header is absent.
+	Staleness time.Duration `json:"-"`
 	// KnownLeader reports whether the answering node knew a leader (X-Keyward-Known-Leader);
 	// false when the server does not send the header.
 	KnownLeader bool `json:"-"`
@@ -129,11 +132,19 @@ func (c *Client) GetWith(ctx context.Context, path string, sel Selector, ro Read
 		return nil, fmt.Errorf("GET %s: %w: no value", path, ErrMalformedResponse)
 	}
 	s.Index, _ = strconv.ParseUint(h.Get(wire.HeaderIndex), 10, 64)
-	if ms, err := strconv.ParseInt(h.Get(wire.HeaderLastContact), 10, 64); err == nil {
-		const maxMS = math.MaxInt64 / int64(time.Millisecond)
-		s.LastContact = time.Duration(min(max(ms, -maxMS), maxMS)) * time.Millisecond
-	}
+	s.LastContact = headerMillis(h.Get(wire.HeaderLastContact))
+	s.Staleness = headerMillis(h.Get(wire.HeaderStaleness))
 	s.KnownLeader, _ = strconv.ParseBool(h.Get(wire.HeaderKnownLeader))
 	s.Consistency = h.Get(wire.HeaderConsistency)
 	return &s, nil
+}
+
+// headerMillis reads a header of milliseconds as a duration; 0 if absent or malformed.
+func headerMillis(v string) time.Duration {
+	ms, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0
+	}
+	const maxMS = math.MaxInt64 / int64(time.Millisecond)
+	return time.Duration(min(max(ms, -maxMS), maxMS)) * time.Millisecond
 }

@@ -8,6 +8,7 @@ import "time"
 const (
 	HeaderIndex       = "X-Keyward-Index"
 	HeaderLastContact = "X-Keyward-Last-Contact" // milliseconds; 0 on the leader, -1 never
+	HeaderStaleness   = "X-Keyward-Staleness"    // milliseconds the state read may be old; -1 unknown
 	HeaderKnownLeader = "X-Keyward-Known-Leader" // true or false
 	HeaderConsistency = "X-Keyward-Consistency"  // linearizable or stale
 	HeaderToken       = "X-Keyward-Token"

@@ -422,3 +422,53 @@ func waitVoters(t *testing.T, ctx context.Context, c *clustertest.Cluster, i, n 
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestRemovedLeaderRejoins: the leader removed from the configuration keeps its process and
+// its Raft running; joined again, without a restart, it follows the new leader and serves
+// linearizable reads of writes made while it was out.
+func TestRemovedLeaderRejoins(t *testing.T) {
+	c := clustertest.StartCluster(t, binary, clustertest.Options{Voters: 3})
+	ctx := ctxT(t, 120*time.Second)
+	old, err := c.WaitForLeader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Client(old).RemovePeer(ctx, c.IDs[old]); err != nil {
+		t.Fatal(err)
+	}
+	// The removed node knows no leader now: wait for one among the other two.
+	lead := -1
+	for lead < 0 {
+		for i := range c.Nodes {
+			if h, err := c.Health(i); i != old && err == nil && h.State == "Leader" {
+				lead = i
+			}
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("no new leader\n%s", c.Dump())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	waitPeers(t, ctx, c, lead, 2)
+	if _, err := c.Client(lead).Put(ctx, "rm/leader", []byte("while out"), client.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Client(old).JoinCluster(ctx, c.RaftAddrs[lead]); err != nil {
+		t.Fatal(err)
+	}
+	waitPeers(t, ctx, c, lead, 3)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got, err := c.Client(old).Get(ctx, "rm/leader", client.Selector{})
+		if err == nil && string(got.Value) == "while out" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rejoined former leader: %v %v\n%s", got, err, c.Dump())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !c.Nodes[old].Running() {
+		t.Fatal("the former leader's process exited")
+	}
+}

@@ -1,0 +1,102 @@
+package cluster
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// How a node knows how old its state may be, for stale reads with a bound (max_stale).
+//
+// The time since the leader was last heard from says little: Raft heartbeats carry no data,
+// so a follower that fell behind during a partition hears from the leader again long before
+// it has caught up. Instead the node asks for a read index every freshnessInterval (on the
+// leader that confirms leadership; on a follower it asks the leader, sharing the round with
+// linearizable reads). Once its FSM has applied that index, its state holds everything
+// committed before the request was sent, so its state is no older than that send time. The
+// age is measured on this node's own clock only.
+
+const (
+	freshnessInterval = 100 * time.Millisecond
+	freshnessTimeout  = 2 * time.Second
+)
+
+type freshness struct {
+	mu       sync.Mutex
+	at       time.Time // the state holds everything committed before this instant
+	probes   []probe   // answered, waiting for the FSM to apply their index
+	inFlight bool
+}
+
+type probe struct {
+	sent  time.Time
+	index uint64
+}
+
+// Staleness is how old this node's state may be: the time since the newest instant before
+// which it provably holds every committed write. Negative if it has never known.
+func (n *Node) Staleness() time.Duration {
+	n.fresh.mu.Lock()
+	at := n.fresh.at
+	n.fresh.mu.Unlock()
+	if at.IsZero() {
+		return -1
+	}
+	return time.Since(at)
+}
+
+// trackFreshness runs until shutdown, probing every freshnessInterval.
+func (n *Node) trackFreshness() {
+	t := time.NewTicker(freshnessInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.shutdownCh:
+			return
+		case <-t.C:
+		}
+		n.settleProbes(n.raft.AppliedIndex())
+		n.fresh.mu.Lock()
+		start := !n.fresh.inFlight
+		n.fresh.inFlight = true
+		n.fresh.mu.Unlock()
+		if start {
+			n.wg.Add(1) // trackFreshness holds the group open, so this cannot race Wait
+			go func() { defer n.wg.Done(); n.probe() }()
+		}
+	}
+}
+
+// probe asks for a read index and records the answer with the time the request was sent.
+func (n *Node) probe() {
+	sent := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), freshnessTimeout)
+	idx, err := n.ReadIndex(ctx)
+	cancel()
+	n.fresh.mu.Lock()
+	n.fresh.inFlight = false
+	if err == nil {
+		n.fresh.probes = append(n.fresh.probes, probe{sent: sent, index: idx})
+	}
+	n.fresh.mu.Unlock()
+	if err == nil {
+		n.settleProbes(n.raft.AppliedIndex())
+	}
+}
+
+// settleProbes advances the fresh instant past every probe whose index is applied.
+func (n *Node) settleProbes(applied uint64) {
+	n.fresh.mu.Lock()
+	defer n.fresh.mu.Unlock()
+	keep := n.fresh.probes[:0]
+	for _, p := range n.fresh.probes {
+		if p.index <= applied {
+			if p.sent.After(n.fresh.at) {
+				n.fresh.at = p.sent
+			}
+			continue
+		}
+		keep = append(keep, p)
+	}
+	n.fresh.probes = keep
+}
