@@ -267,10 +267,16 @@ func (nm *nemesis) healAll(ctx context.Context) error {
 //
 // A fault starts only if it can run its full length and leave a quiet period before the run
 // ends, so the recovery after it is measured too.
-func (nm *nemesis) schedule(ctx context.Context, h *History, list []string, logf func(string, ...any)) {
+//
+// With limit > 0 it stops after that many faults and one more quiet period.
+func (nm *nemesis) schedule(ctx context.Context, h *History, list []string, limit int, logf func(string, ...any)) {
 	order := []string{}
 	deadline, hasDeadline := ctx.Deadline()
-	for {
+	for done := 0; ; done++ {
+		if limit > 0 && done == limit {
+			sleepCtx(ctx, nm.cfg.Quiet)
+			return
+		}
 		if len(order) == 0 {
 			order = slices.Clone(list)
 			nm.rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })

@@ -19,10 +19,13 @@ import (
 
 // Config is one run of the suite.
 type Config struct {
-	Binary    string        // the keyward binary to test
-	Dir       string        // the run directory (created)
-	Nodes     int           // 3 or 5
-	Duration  time.Duration // how long workloads and nemeses run
+	Binary   string        // the keyward binary to test
+	Dir      string        // the run directory (created)
+	Nodes    int           // 3 or 5
+	Duration time.Duration // how long workloads and nemeses run (at most, with Rounds)
+	// Rounds, when positive, ends the run once every nemesis ran that many times (and a
+	// quiet period followed the last fault), or at Duration, whichever comes first.
+	Rounds    int
 	Workloads []string      // AllWorkloads by default
 	Nemeses   []string      // AllNemeses by default; empty slice: none
 	Network   string        // "netns", "proxy" or "" (netns when possible, else proxy)
@@ -219,7 +222,13 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	nm := &nemesis{c: c, nw: nw, cfg: &cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 1<<32))}
 	if len(cfg.Nemeses) > 0 {
 		wg.Add(1)
-		go func() { defer wg.Done(); nm.schedule(rctx, h, cfg.Nemeses, logf) }()
+		go func() {
+			defer wg.Done()
+			nm.schedule(rctx, h, cfg.Nemeses, cfg.Rounds*len(cfg.Nemeses), logf)
+			if cfg.Rounds > 0 {
+				stopRun() // every fault ran: the run ends after its last quiet period
+			}
+		}()
 	}
 	wg.Wait()
 	logf("workloads done: %d operations", len(h.Ops()))

@@ -49,6 +49,7 @@ func run() int {
 	flag.IntVar(&cfg.Keys, "keys", 3, "hot register keys")
 	flag.DurationVar(&cfg.KeyEpoch, "key-epoch", 5*time.Minute, "workloads move to fresh keys this often (bounds versions per secret)")
 	flag.IntVar(&cfg.Workers, "workers", 0, "clients per workload (default: one per node)")
+	flag.IntVar(&cfg.Rounds, "rounds", 0, "end the run once every nemesis ran this many times (0: run for -duration)")
 	flag.DurationVar(&cfg.Quiet, "quiet", 8*time.Second, "time between faults")
 	flag.DurationVar(&cfg.Fault, "fault", 10*time.Second, "how long a fault lasts")
 	flag.DurationVar(&cfg.MaxStale, "max-stale", 2*time.Second, "max_stale of stale reads")
