@@ -203,6 +203,11 @@ func Check(ops []Op, evs []Event, fin Final, audited map[string]bool, auditOn bo
 		checkAudit(r, ops, audited)
 	}
 	checkRecovery(r, ops, evs)
+	for _, e := range evs {
+		if e.Name == NMembership && e.Phase == "stop" && strings.Contains(e.Detail, errRejoinRestart.Error()) {
+			r.violate("membership: %s at %.3fs: %s", e.Name, secs(e.Time), e.Detail)
+		}
+	}
 	r.Valid = len(r.Violations) == 0
 	return r
 }
@@ -522,8 +527,8 @@ func checkStale(r *Report, ops []Op, allowance time.Duration) {
 			got = o.Version
 		}
 		if got < newest.Version {
-			r.violate("stale read: %s on n%d at %.3fs (max_stale %v, op %d: last contact %dms, index %d) returned v%d, but v%d was acknowledged at %.3fs (op %d), %v before the read",
-				o.Key, o.Node+1, secs(o.Invoke), time.Duration(o.MaxStale), o.ID, o.LastContactMS, o.Index, got, newest.Version, secs(newest.Complete), newest.ID, time.Duration(o.Invoke-newest.Complete).Round(time.Millisecond))
+			r.violate("stale read: %s on n%d at %.3fs (max_stale %v, op %d: last contact %dms, staleness %dms, index %d) returned v%d, but v%d was acknowledged at %.3fs (op %d), %v before the read",
+				o.Key, o.Node+1, secs(o.Invoke), time.Duration(o.MaxStale), o.ID, o.LastContactMS, o.StalenessMS, o.Index, got, newest.Version, secs(newest.Complete), newest.ID, time.Duration(o.Invoke-newest.Complete).Round(time.Millisecond))
 		}
 		if w, ok := kw.acked[o.Version]; ok && o.Found && w.Value != o.Value {
 			r.violate("stale read: %s v%d returned %q but was written as %q (op %d)", o.Key, o.Version, o.Value, w.Value, w.ID)

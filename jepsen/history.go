@@ -45,6 +45,7 @@ type Op struct {
 	RequestID      string   `json:"request_id,omitempty"`
 	Index          uint64   `json:"index,omitempty"`
 	LastContactMS  int64    `json:"last_contact_ms,omitempty"`
+	StalenessMS    int64    `json:"staleness_ms,omitempty"` // X-Keyward-Staleness of a stale read
 	Invoke         int64    `json:"invoke"`
 	Complete       int64    `json:"complete"`
 }

@@ -50,11 +50,7 @@ func TestChaosShort(t *testing.T) {
 		Workloads: AllWorkloads,
 		Nemeses:   AllNemeses, Quiet: quiet, Fault: fault,
 		Rounds: 1, Duration: 5 * time.Minute, // every nemesis once (~90 s), capped at 5 minutes
-		// keyward's max_stale bounds the time since the node last heard from the leader, not
-		// the age of its data: right after a partition heals, a lagging follower answers with
-		// data older than max_stale (README, "Chaos suite", known issues). Reported, tolerated.
-		LenientStale: true,
-		Log:          t.Logf,
+		Log: t.Logf,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()

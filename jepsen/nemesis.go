@@ -187,10 +187,9 @@ func (nm *nemesis) membership(ctx context.Context) (*fault, error) {
 }
 
 // rejoin asks node victim to join the cluster again through any member, and waits until it
-// follows the leader. A removed leader shuts its Raft down ("removed ourself, shutting
-// down"): the join is accepted by the cluster but the node cannot take part, so after 10
-// seconds without a leader the node is restarted (with its data) and joins again; the fault's
-// stop event says so.
+// follows the leader. If it does not within 10 seconds (keyward before fb6cf52 shut a removed
+// leader's Raft down, so the join was accepted but the node never took part) the node is
+// restarted with its data and joins again; the stop event says so and the run fails.
 func (nm *nemesis) rejoin(ctx context.Context, victim int) error {
 	node := nm.c.Nodes[victim]
 	vc, err := nm.c.Client(victim)

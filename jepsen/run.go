@@ -36,13 +36,14 @@ type Config struct {
 	Quiet     time.Duration // time between faults
 	Fault     time.Duration // how long each fault lasts
 	MaxStale  time.Duration // max_stale of stale reads
-	// StaleAllowance is added to max_stale when checking stale reads: the time a node may
-	// take to apply what the leader had committed at its last contact.
+	// StaleAllowance is added to max_stale when checking stale reads (0: none; a node's
+	// state may be max_stale old, so every write acknowledged before the read began minus
+	// max_stale must be visible).
 	StaleAllowance time.Duration
 	LinTimeout     time.Duration // porcupine's time budget
 	// LenientStale reports stale-read bound violations as known issues instead of failing
-	// the run (see README: keyward's max_stale bounds the time since the last heartbeat, not
-	// the age of the data, so a node that regains contact serves older data for a moment).
+	// the run (for keyward before fb6cf52, whose max_stale bounded the time since the last
+	// heartbeat rather than the age of the data).
 	LenientStale bool
 	Seed         uint64
 	Log          func(format string, args ...any)
@@ -84,7 +85,6 @@ func (c *Config) defaults() error {
 	set(&c.Quiet, 8*time.Second)
 	set(&c.Fault, 10*time.Second)
 	set(&c.MaxStale, 2*time.Second)
-	set(&c.StaleAllowance, time.Second)
 	set(&c.LinTimeout, 3*time.Minute)
 	set(&c.KeyEpoch, 5*time.Minute)
 	if c.Keys == 0 {

@@ -223,7 +223,7 @@ func staleStep(ctx context.Context, w *worker) {
 			return err
 		}
 		op.Found, op.Version, op.VersionID, op.Value, op.Index = true, s.Version, s.VersionID, string(s.Value), s.Index
-		op.LastContactMS = s.LastContact.Milliseconds()
+		op.LastContactMS, op.StalenessMS = s.LastContact.Milliseconds(), s.Staleness.Milliseconds()
 		return nil
 	})
 }

@@ -55,7 +55,7 @@ func run() int {
 	flag.DurationVar(&cfg.MaxStale, "max-stale", 2*time.Second, "max_stale of stale reads")
 	flag.DurationVar(&cfg.LinTimeout, "lin-timeout", 5*time.Minute, "time budget of the linearizability checker")
 	flag.BoolVar(&cfg.LenientStale, "lenient-stale", false, "report stale-read bound violations as known issues instead of failing")
-	flag.DurationVar(&cfg.StaleAllowance, "stale-allowance", time.Second, "added to max_stale when checking stale reads")
+	flag.DurationVar(&cfg.StaleAllowance, "stale-allowance", 0, "added to max_stale when checking stale reads")
 	flag.Uint64Var(&cfg.Seed, "seed", 0, "random seed (default: time)")
 	flag.Parse()
 	cfg.Workloads = list(workloads, jepsen.AllWorkloads)
