@@ -55,7 +55,7 @@ func (n *Node) trackFreshness() {
 			return
 		case <-t.C:
 		}
-		n.settleProbes(n.raft.AppliedIndex())
+		n.settleProbes(n.fsmApplied())
 		n.fresh.mu.Lock()
 		start := !n.fresh.inFlight
 		n.fresh.inFlight = true
@@ -80,7 +80,7 @@ func (n *Node) probe() {
 	}
 	n.fresh.mu.Unlock()
 	if err == nil {
-		n.settleProbes(n.raft.AppliedIndex())
+		n.settleProbes(n.fsmApplied())
 	}
 }
 
@@ -99,4 +99,17 @@ func (n *Node) settleProbes(applied uint64) {
 		keep = append(keep, p)
 	}
 	n.fresh.probes = keep
+}
+
+// appliedIndexer is an FSM that reports the index its state reflects (fsm.FSM does).
+type appliedIndexer interface{ AppliedIndex() uint64 }
+
+// fsmApplied is the index the FSM's state reflects. Raft's own AppliedIndex runs ahead of it:
+// it counts entries handed to the FSM, which applies them later (thousands later while a
+// restarted node catches up).
+func (n *Node) fsmApplied() uint64 {
+	if a, ok := n.cfg.FSM.(appliedIndexer); ok {
+		return a.AppliedIndex()
+	}
+	return n.raft.AppliedIndex()
 }

@@ -1,0 +1,84 @@
+package cluster
+
+import (
+	"context"
+	"io"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/keyward/keyward/fsm"
+)
+
+// gatedFSM applies nothing while its gate is held: Raft hands it entries (and counts them
+// applied) while its state stays behind, as when a restarted node replays a long log.
+type gatedFSM struct {
+	f    *fsm.FSM
+	gate sync.Mutex
+}
+
+func (g *gatedFSM) Apply(l *raft.Log) any {
+	g.gate.Lock()
+	defer g.gate.Unlock()
+	return g.f.Apply(l)
+}
+func (g *gatedFSM) Snapshot() (raft.FSMSnapshot, error) { return g.f.Snapshot() }
+func (g *gatedFSM) Restore(r io.ReadCloser) error       { return g.f.Restore(r) }
+func (g *gatedFSM) AppliedIndex() uint64                { return g.f.AppliedIndex() }
+
+// The age of a node's state follows what its FSM has applied, not what Raft has handed it.
+func TestStalenessFollowsTheFSM(t *testing.T) {
+	g := &gatedFSM{f: fsm.New(nil)}
+	n, err := Open(Config{
+		NodeID: "n1", DataDir: t.TempDir(), RaftAddr: freeAddr(t), Bootstrap: true, FSM: g,
+		Noop: fsm.MustEncode(fsm.CmdNoop, fsm.Noop{}), Codec: fsm.Codec{},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := n.WaitForLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "fresh state", func() bool { s := n.Staleness(); return s >= 0 && s < time.Second })
+
+	g.gate.Lock()
+	held := true
+	defer func() { // before Close, which would wait for the blocked Apply forever
+		if held {
+			g.gate.Unlock()
+		}
+	}()
+	var wg sync.WaitGroup
+	for i := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cmd := fsm.MustEncode(fsm.CmdPutVersion, fsm.PutVersion{
+				SecretID: "s", Path: "p", Expect: uint64(i), VersionID: "v", Ciphertext: []byte("ct"),
+				WrappedKey: []byte("wk"), KMSKeyID: "k", KMSProvider: "test", At: 1,
+			})
+			_, _, _ = n.Apply(ctx, cmd)
+		}()
+	}
+	waitFor(t, ctx, "raft ahead of the FSM", func() bool { return n.raft.AppliedIndex() > g.f.AppliedIndex() })
+	waitFor(t, ctx, "state reported old while the FSM lags", func() bool { return n.Staleness() > 700*time.Millisecond })
+	held = false
+	g.gate.Unlock()
+	wg.Wait()
+	waitFor(t, ctx, "fresh again", func() bool { s := n.Staleness(); return s >= 0 && s < 500*time.Millisecond })
+}
+
+func waitFor(t *testing.T, ctx context.Context, what string, ok func() bool) {
+	t.Helper()
+	for !ok() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("never: %s", what)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
