@@ -33,6 +33,17 @@ func reasonOf(err error) string {
 	return "error"
 }
 
+// lookup finds the secret at path in st (nil if there is none) and starts the audit record of
+// an operation on it.
+func lookup(st *fsm.State, action, path string) (*fsm.Secret, record) {
+	rec := record{action: action, path: path}
+	sec, _ := st.SecretByPath(path)
+	if sec != nil {
+		rec.secretID = sec.ID
+	}
+	return sec, rec
+}
+
 // record is what one audited operation touched.
 type record struct {
 	action    string

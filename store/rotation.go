@@ -66,11 +66,7 @@ func (s *Service) SetRotationPolicy(ctx context.Context, in RotationPolicyInput)
 	if err != nil {
 		return nil, err
 	}
-	rec := record{action: "ROTATION_SET", path: in.Path}
-	sec, _ := st.SecretByPath(in.Path)
-	if sec != nil {
-		rec.secretID = sec.ID
-	}
+	sec, rec := lookup(st, "ROTATION_SET", in.Path)
 	c, err := s.authorize(ctx, st, fsm.ActionRotate, in.Path, sec)
 	for _, ref := range in.Refs {
 		if err != nil {
@@ -128,11 +124,7 @@ func (s *Service) DeleteRotationPolicy(ctx context.Context, path string) error {
 	if err != nil {
 		return err
 	}
-	rec := record{action: "ROTATION_DELETE", path: path}
-	sec, _ := st.SecretByPath(path)
-	if sec != nil {
-		rec.secretID = sec.ID
-	}
+	sec, rec := lookup(st, "ROTATION_DELETE", path)
 	if _, err := s.authorize(ctx, st, fsm.ActionRotate, path, sec); err != nil {
 		return s.audited(ctx, rec, err)
 	}
@@ -172,11 +164,7 @@ func (s *Service) RotationStatus(ctx context.Context, path string, ro ReadOption
 	if err != nil {
 		return nil, err
 	}
-	rec := record{action: "ROTATION_SHOW", path: path}
-	sec, _ := st.SecretByPath(path)
-	if sec != nil {
-		rec.secretID = sec.ID
-	}
+	sec, rec := lookup(st, "ROTATION_SHOW", path)
 	if _, err := s.authorize(ctx, st, fsm.ActionRotate, path, sec); err != nil {
 		return nil, s.audited(ctx, rec, err)
 	}
@@ -210,11 +198,7 @@ func (s *Service) RotateNow(ctx context.Context, path string) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	rec := record{action: string(fsm.ActionRotate), path: path}
-	sec, _ := st.SecretByPath(path)
-	if sec != nil {
-		rec.secretID = sec.ID
-	}
+	sec, rec := lookup(st, string(fsm.ActionRotate), path)
 	c, err := s.authorize(ctx, st, fsm.ActionRotate, path, sec)
 	if err != nil {
 		return 0, s.audited(ctx, rec, err)
@@ -295,11 +279,7 @@ func (s *Service) AuditRotation(ctx context.Context, action string, sec *fsm.Sec
 func (s *Service) SystemReadCurrent(ctx context.Context, path string) ([]byte, error) {
 	ctx = SystemContext(ctx)
 	st := s.d.State.State()
-	sec, _ := st.SecretByPath(path)
-	rec := record{action: string(fsm.ActionRead), path: path}
-	if sec != nil {
-		rec.secretID = sec.ID
-	}
+	sec, rec := lookup(st, string(fsm.ActionRead), path)
 	v, err := s.get(ctx, st, ReadInfo{}, path, sec, Selector{})
 	if v != nil {
 		rec.versionID = v.VersionID

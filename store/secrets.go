@@ -38,11 +38,7 @@ func (s *Service) Put(ctx context.Context, in PutInput) (*WriteResult, error) {
 		return nil, err
 	}
 	st := s.d.State.State()
-	rec := record{action: string(fsm.ActionWrite), path: in.Path}
-	sec, _ := st.SecretByPath(in.Path)
-	if sec != nil {
-		rec.secretID = sec.ID
-	}
+	sec, rec := lookup(st, string(fsm.ActionWrite), in.Path)
 	c, err := s.authorize(ctx, st, fsm.ActionWrite, in.Path, sec)
 	if err != nil {
 		return nil, s.audited(ctx, rec, err)
@@ -155,11 +151,7 @@ func (s *Service) Get(ctx context.Context, path string, sel Selector, ro ReadOpt
 	if err != nil {
 		return nil, err
 	}
-	rec := record{action: string(fsm.ActionRead), path: path}
-	sec, _ := st.SecretByPath(path)
-	if sec != nil {
-		rec.secretID = sec.ID
-	}
+	sec, rec := lookup(st, string(fsm.ActionRead), path)
 	if _, err := s.authorize(ctx, st, fsm.ActionRead, path, sec); err != nil {
 		return nil, s.audited(ctx, rec, err)
 	}
@@ -226,11 +218,7 @@ func (s *Service) Versions(ctx context.Context, path string, ro ReadOptions) (*M
 	if err != nil {
 		return nil, err
 	}
-	rec := record{action: "VERSIONS", path: path}
-	sec, _ := st.SecretByPath(path)
-	if sec != nil {
-		rec.secretID = sec.ID
-	}
+	sec, rec := lookup(st, "VERSIONS", path)
 	if _, err := s.authorize(ctx, st, fsm.ActionRead, path, sec); err != nil {
 		return nil, s.audited(ctx, rec, err)
 	}
@@ -315,11 +303,7 @@ func (s *Service) Destroy(ctx context.Context, path string, versions []uint64) (
 	if err := ValidatePath(path); err != nil {
 		return nil, err
 	}
-	rec := record{action: "DESTROY", path: path}
-	sec, ok := st.SecretByPath(path)
-	if ok {
-		rec.secretID = sec.ID
-	}
+	sec, rec := lookup(st, "DESTROY", path)
 	if _, err := s.authorize(ctx, st, fsm.ActionDelete, path, sec); err != nil {
 		return nil, s.audited(ctx, rec, err)
 	}
@@ -358,14 +342,11 @@ func (s *Service) Delete(ctx context.Context, path string, purge bool) error {
 	if err != nil {
 		return err
 	}
-	rec := record{action: "DELETE", path: path}
+	action := "DELETE"
 	if purge {
-		rec.action = "PURGE"
+		action = "PURGE"
 	}
-	sec, ok := st.SecretByPath(path)
-	if ok {
-		rec.secretID = sec.ID
-	}
+	sec, rec := lookup(st, action, path)
 	if _, err := s.authorize(ctx, st, fsm.ActionDelete, path, sec); err != nil {
 		return s.audited(ctx, rec, err)
 	}
@@ -401,11 +382,7 @@ func (s *Service) Undelete(ctx context.Context, path string) error {
 	if err != nil {
 		return err
 	}
-	rec := record{action: "RESTORE", path: path}
-	sec, ok := st.SecretByPath(path)
-	if ok {
-		rec.secretID = sec.ID
-	}
+	sec, rec := lookup(st, "RESTORE", path)
 	if _, err := s.authorize(ctx, st, fsm.ActionDelete, path, sec); err != nil {
 		return s.audited(ctx, rec, err)
 	}
