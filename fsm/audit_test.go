@@ -6,6 +6,8 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/klauspost/compress/zstd"
+
 	"github.com/keyward/keyward/fsm"
 )
 
@@ -117,6 +119,50 @@ func TestAppendAuditLinesMalformed(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			mustFail(t, fsm.New(nil), fsm.CmdAppendAuditLines, c, fsm.ErrInvalid)
+		})
+	}
+}
+
+// A compressed batch commits exactly what the plain one does: same records, same chain.
+func TestAppendAuditZstd(t *testing.T) {
+	zip, err := fsm.NewAuditCompressor()
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, packed := fsm.New(nil), fsm.New(nil)
+	for _, c := range []*fsm.AppendAuditLines{auditLines("n1", 1, 200), auditLines("n2", 1, 3), auditLines("n1", 150, 260)} {
+		mustOK(t, plain, fsm.CmdAppendAuditLines, c)
+		cmd := zip.Encode(c)
+		if len(cmd) >= len(c.Data) && len(c.Seqs) > 100 {
+			t.Errorf("%d records: %d bytes of lines encoded as %d", len(c.Seqs), len(c.Data), len(cmd))
+		}
+		res, err := packed.ApplyCommand(packed.AppliedIndex()+1, cmd)
+		if err != nil || res.Err != nil {
+			t.Fatalf("apply compressed batch: %v, %v", err, res.Err)
+		}
+	}
+	if !slices.Equal(batches(plain.State()), batches(packed.State())) {
+		t.Errorf("chains differ:\n%v\n%v", batches(plain.State()), batches(packed.State()))
+	}
+	if !slices.EqualFunc(collectAudit(plain.State(), 0), collectAudit(packed.State(), 0),
+		func(a, b *fsm.AuditRecord) bool { return *a == *b }) {
+		t.Error("records differ")
+	}
+	verifyChain(t, packed.State())
+
+	enc, err := zstd.NewWriter(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := auditLines("n3", 1, 5)
+	frame := enc.EncodeAll(lines.Data, nil)
+	for name, data := range map[string][]byte{
+		"corrupt frame": frame[:len(frame)-4],
+		"not zstd":      lines.Data,
+		"bad lines":     enc.EncodeAll(bytes.TrimSuffix(lines.Data, []byte{'\n'}), nil),
+	} {
+		t.Run(name, func(t *testing.T) {
+			mustFail(t, packed, fsm.CmdAppendAuditZstd, &fsm.AppendAuditLines{NodeID: "n3", Seqs: lines.Seqs, Data: data}, fsm.ErrInvalid)
 		})
 	}
 }

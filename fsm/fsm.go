@@ -40,6 +40,7 @@ type FSM struct {
 	writeMu  sync.Mutex
 	state    atomic.Pointer[State]
 	interned *interner // guarded by writeMu
+	unzip    unzipper  // guarded by writeMu
 
 	// appliedMu guards appliedCh, which is closed and replaced each time the index advances.
 	appliedMu sync.Mutex
@@ -63,6 +64,7 @@ func New(log *slog.Logger) *FSM {
 		CmdDeletePolicy:     decodeInto(applyDeletePolicy),
 		CmdAppendAudit:      decodeInto(applyAppendAudit),
 		CmdAppendAuditLines: decodeInto(applyAppendAuditLines),
+		CmdAppendAuditZstd:  decodeInto(applyAppendAuditZstd),
 	}
 	for t, h := range f.identityHandlers() {
 		f.handlers[t] = h
@@ -154,7 +156,7 @@ func (f *FSM) applyOne(cur *State, index uint64, data []byte) (*State, *Result, 
 		return nil, nil, fmt.Errorf("unknown command type %d", t)
 	}
 	tx := newTxn(cur)
-	tx.interned = f.interned
+	tx.interned, tx.unzip = f.interned, &f.unzip
 	res, err := h(tx, data[1:])
 	if err != nil {
 		return nil, nil, fmt.Errorf("command type %d: %w", t, err)

@@ -138,9 +138,13 @@ func serve(ctx context.Context, cfg *serverConfig, log *slog.Logger) error {
 	defer auditLog.Close()
 	svc := store.New(store.Deps{Proposer: node, State: machine, Reads: node, Restorer: node, Sealer: envelope,
 		Audit: auditLog, NodeID: cfg.nodeID, JWT: jwtauth.NewVerifier(nil, 0, nil), Log: log})
+	zip, err := fsm.NewAuditCompressor()
+	if err != nil {
+		return err
+	}
 	go auditLog.Run(ctx, audit.ShipDeps{
 		Ship: func(ctx context.Context, batch *fsm.AppendAuditLines) error {
-			resp, _, err := node.Apply(ctx, fsm.MustEncode(fsm.CmdAppendAuditLines, batch))
+			resp, _, err := node.Apply(ctx, zip.Encode(batch))
 			if err != nil {
 				return err
 			}
