@@ -68,16 +68,14 @@ func CanonicalAudit(r AuditRecord) []byte {
 // hash and a line feed, followed by each record's CanonicalAudit form and a line feed.
 // `keyward audit verify` recomputes it.
 func ChainHash(prev string, recs []AuditRecord) string {
-	h := sha256.New()
-	h.Write([]byte(prev))
-	h.Write([]byte{'\n'})
+	var lines []byte
 	for i := range recs {
-		h.Write(CanonicalAudit(recs[i]))
-		h.Write([]byte{'\n'})
+		lines = append(append(lines, CanonicalAudit(recs[i])...), '\n')
 	}
-	return hex.EncodeToString(h.Sum(nil))
+	return chainHashLines(prev, lines)
 }
 
+// chainHashLines is ChainHash of records given as their canonical lines.
 func chainHashLines(prev string, lines []byte) string {
 	h := sha256.New()
 	h.Write([]byte(prev))

@@ -369,14 +369,14 @@ func (r *Runner) step(ctx context.Context, p *fsm.RotationPolicy, sec *fsm.Secre
 		err = r.generate(ctx, rt, j, sec, rot)
 	case fsm.StepPending:
 		next = fsm.StepApplied
-		err = r.withValue(ctx, sec.ID, rot.NewVersion, func(v []byte) error { return r.external(func() error { return rt.Apply(ctx, j, v) }) })
+		err = r.withValue(ctx, sec.ID, rot.NewVersion, func(v []byte) error { return rt.Apply(ctx, j, v) })
 		if err == nil {
 			err = r.advance(ctx, rot, fsm.StepPending, fsm.StepApplied, now)
 		}
 		r.count(ctx, "ROTATE_APPLY", sec, "", next, err)
 	case fsm.StepApplied:
 		next = fsm.StepTested
-		err = r.withValue(ctx, sec.ID, rot.NewVersion, func(v []byte) error { return r.external(func() error { return rt.Test(ctx, j, v) }) })
+		err = r.withValue(ctx, sec.ID, rot.NewVersion, func(v []byte) error { return rt.Test(ctx, j, v) })
 		if err == nil {
 			err = r.advance(ctx, rot, fsm.StepApplied, fsm.StepTested, now)
 		}
@@ -401,7 +401,7 @@ func (r *Runner) step(ctx context.Context, p *fsm.RotationPolicy, sec *fsm.Secre
 		}
 	case fsm.StepPromoted:
 		next = fsm.StepFinished
-		err = r.withValue(ctx, sec.ID, rot.NewVersion, func(v []byte) error { return r.external(func() error { return rt.Finish(ctx, j, v) }) })
+		err = r.withValue(ctx, sec.ID, rot.NewVersion, func(v []byte) error { return rt.Finish(ctx, j, v) })
 		if err == nil {
 			err = r.advance(ctx, rot, fsm.StepPromoted, fsm.StepFinished, now)
 		}
@@ -448,8 +448,12 @@ func (r *Runner) external(fn func() error) error {
 	return fn()
 }
 
-// withValue decrypts version n for fn and clears it afterwards.
+// withValue decrypts version n for fn, a call to the target, and clears it afterwards; like
+// external, only while this node still leads.
 func (r *Runner) withValue(ctx context.Context, secretID string, n uint64, fn func([]byte) error) error {
+	if !r.c.Leader() {
+		return errNotLeader
+	}
 	v, err := r.c.Store.SystemReadVersion(ctx, secretID, n)
 	if err != nil {
 		return fmt.Errorf("read version %d: %w", n, err)
@@ -496,7 +500,7 @@ func (r *Runner) revoke(ctx context.Context, rt Rotator, j *Job, p *fsm.Rotation
 			defer clear(v)
 		}
 	}
-	err := r.withValue(ctx, sec.ID, rot.NewVersion, func(cur []byte) error { return r.external(func() error { return rt.Revoke(ctx, j, old, cur) }) })
+	err := r.withValue(ctx, sec.ID, rot.NewVersion, func(cur []byte) error { return rt.Revoke(ctx, j, old, cur) })
 	if err != nil {
 		return fmt.Errorf("revoke: %w", err)
 	}

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -216,43 +217,25 @@ func (rd *reader) open(s segment) error {
 }
 
 // pending is a batch of records read from the segments, in the form Ship takes.
-type pending struct {
-	batch fsm.AppendAuditLines
-	ends  []int // end offset in batch.Data of each line
-}
+type pending struct{ batch fsm.AppendAuditLines }
 
 func (p *pending) len() int { return len(p.batch.Seqs) }
 
-func (p *pending) add(seq uint64, body []byte) {
-	p.batch.AppendLine(seq, body)
-	p.ends = append(p.ends, len(p.batch.Data))
-}
-
 // dropThrough removes the records with NodeSeq <= seq (a prefix).
 func (p *pending) dropThrough(seq uint64) {
-	k := 0
+	k, cut := 0, 0
 	for k < len(p.batch.Seqs) && p.batch.Seqs[k] <= seq {
+		cut += bytes.IndexByte(p.batch.Data[cut:], '\n') + 1
 		k++
 	}
 	if k == 0 {
 		return
 	}
-	if k == len(p.batch.Seqs) {
-		p.reset()
-		return
-	}
-	cut := p.ends[k-1]
 	p.batch.Data = append(p.batch.Data[:0], p.batch.Data[cut:]...)
 	p.batch.Seqs = append(p.batch.Seqs[:0], p.batch.Seqs[k:]...)
-	p.ends = p.ends[:copy(p.ends, p.ends[k:])]
-	for i := range p.ends {
-		p.ends[i] -= cut
-	}
 }
 
-func (p *pending) reset() {
-	p.batch.Seqs, p.batch.Data, p.ends = p.batch.Seqs[:0], p.batch.Data[:0], p.ends[:0]
-}
+func (p *pending) reset() { p.batch.Seqs, p.batch.Data = p.batch.Seqs[:0], p.batch.Data[:0] }
 
 // read adds up to max durable records with NodeSeq >= from, in order, to p.
 func (rd *reader) read(from uint64, max int, p *pending) error {
@@ -311,7 +294,7 @@ func (rd *reader) read(from uint64, max int, p *pending) error {
 				if seq < rd.next {
 					continue
 				}
-				p.add(seq, body)
+				p.batch.AppendLine(seq, body)
 				added++
 				rd.next = seq + 1
 			}
