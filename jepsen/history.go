@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -80,7 +81,8 @@ func NewListing(vs []VersionInfo, current uint64) *Listing {
 	if len(sorted) > 0 {
 		l.Max, l.Min = sorted[0].Version, sorted[len(sorted)-1].Version
 	}
-	l.Newest = sorted[:min(len(sorted), listTail)]
+	// A copy: a subslice would keep the whole listing alive for the rest of the run.
+	l.Newest = slices.Clone(sorted[:min(len(sorted), listTail)])
 	return l
 }
 
@@ -151,6 +153,13 @@ func (h *History) write(v any) {
 	if err != nil && h.err == nil {
 		h.err = err
 	}
+}
+
+// Len is the number of operations recorded so far.
+func (h *History) Len() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.ops)
 }
 
 // Ops returns a copy of the operations recorded so far.

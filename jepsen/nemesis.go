@@ -140,12 +140,7 @@ func (nm *nemesis) start(ctx context.Context, name string) (*fault, error) {
 		victims := nm.rng.Perm(n)[:k]
 		delay := time.Duration(20+nm.rng.IntN(180)) * time.Millisecond
 		loss := float64(nm.rng.IntN(15))
-		for _, i := range victims {
-			if err := nm.nw.Degrade(i, delay, delay/4, loss); err != nil {
-				return nil, err
-			}
-		}
-		return &fault{name: name, detail: fmt.Sprintf("%s delay %v loss %g%%", names(nm.c, victims), delay, loss),
+		f := &fault{name: name, detail: fmt.Sprintf("%s delay %v loss %g%%", names(nm.c, victims), delay, loss),
 			stop: func(context.Context) error {
 				var first error
 				for _, i := range victims {
@@ -154,7 +149,13 @@ func (nm *nemesis) start(ctx context.Context, name string) (*fault, error) {
 					}
 				}
 				return first
-			}}, nil
+			}}
+		for _, i := range victims {
+			if err := nm.nw.Degrade(i, delay, delay/4, loss); err != nil {
+				return f, err // f undoes what was degraded
+			}
+		}
+		return f, nil
 	case NMembership:
 		return nm.membership(ctx)
 	case NClock:
@@ -293,6 +294,13 @@ func (nm *nemesis) schedule(ctx context.Context, h *History, list []string, limi
 		if err != nil {
 			h.Event(name, "error", err.Error())
 			logf("nemesis %s: %v", name, err)
+			if f != nil { // undo what the fault did before it failed
+				sctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+				if err := f.stop(sctx); err != nil {
+					logf("nemesis %s: undoing the failed fault: %v", name, err)
+				}
+				cancel()
+			}
 			continue
 		}
 		h.Event(name, "start", f.detail)

@@ -34,10 +34,9 @@ type Node struct {
 	env   []string
 	log   *os.File
 
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	done   chan struct{}
-	paused bool
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
 }
 
 // URL is the node's API base URL.
@@ -58,7 +57,7 @@ func (n *Node) Start() error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("jepsen: start %s: %w", n.ID, err)
 	}
-	n.cmd, n.done, n.paused = cmd, make(chan struct{}), false
+	n.cmd, n.done = cmd, make(chan struct{})
 	n.nw.Attach(n.Index, cmd.Process.Pid)
 	go func(done chan struct{}) { _ = cmd.Wait(); close(done) }(n.done)
 	return nil
@@ -83,7 +82,7 @@ func (n *Node) Running() bool {
 func (n *Node) Kill() {
 	n.mu.Lock()
 	cmd, done := n.cmd, n.done
-	n.cmd, n.paused = nil, false
+	n.cmd = nil
 	n.mu.Unlock()
 	if cmd == nil {
 		return
@@ -95,18 +94,17 @@ func (n *Node) Kill() {
 }
 
 // Pause stops the process with SIGSTOP; Resume continues it.
-func (n *Node) Pause() error { return n.signal(syscall.SIGSTOP, true) }
+func (n *Node) Pause() error { return n.signal(syscall.SIGSTOP) }
 
 // Resume continues a paused process with SIGCONT.
-func (n *Node) Resume() error { return n.signal(syscall.SIGCONT, false) }
+func (n *Node) Resume() error { return n.signal(syscall.SIGCONT) }
 
-func (n *Node) signal(sig syscall.Signal, paused bool) error {
+func (n *Node) signal(sig syscall.Signal) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.cmd == nil {
 		return fmt.Errorf("jepsen: node %s not running", n.ID)
 	}
-	n.paused = paused
 	return n.cmd.Process.Signal(sig)
 }
 
@@ -117,14 +115,13 @@ type Cluster struct {
 	CAFile string
 	TLS    *tls.Config
 	Token  string
-	nw     Network
 	http   *http.Client
 }
 
 // StartCluster creates certificates, starts n nodes with TLS, gossip encryption, a shared KEK
 // file and audit (always on), waits for a leader and initializes the cluster.
 func StartCluster(ctx context.Context, nw Network, bin, dir string, n int) (*Cluster, error) {
-	c := &Cluster{Dir: dir, nw: nw}
+	c := &Cluster{Dir: dir}
 	tlsDir := filepath.Join(dir, "tls")
 	if err := os.MkdirAll(tlsDir, 0o700); err != nil {
 		return nil, err

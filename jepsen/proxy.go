@@ -3,7 +3,6 @@ package jepsen
 import (
 	"bufio"
 	"encoding/hex"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -22,7 +21,6 @@ import (
 // simulated, a cut closes connections instead of silently dropping packets, and gossip (UDP)
 // is not cut.
 type proxyNet struct {
-	n      int
 	addrs  []Addrs
 	mu     sync.Mutex
 	pids   []int
@@ -40,7 +38,7 @@ type proxyConn struct {
 
 // NewProxyNet starts one proxy per node on loopback.
 func NewProxyNet(n int) (Network, error) {
-	p := &proxyNet{n: n, pids: make([]int, n), delay: make([]time.Duration, n), conns: map[*proxyConn]bool{},
+	p := &proxyNet{pids: make([]int, n), delay: make([]time.Duration, n), conns: map[*proxyConn]bool{},
 		block: func(int, int) bool { return false }}
 	for i := 0; i < n; i++ {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -104,6 +102,13 @@ func (p *proxyNet) handle(to int, c net.Conn) {
 	}
 	pc := &proxyConn{from: from, to: to, a: c, b: up}
 	p.mu.Lock()
+	// Check again: a partition that came while dialing did not see this connection to cut it.
+	if p.closed || from >= 0 && p.block(to, from) {
+		p.mu.Unlock()
+		c.Close()
+		up.Close()
+		return
+	}
 	p.conns[pc] = true
 	p.mu.Unlock()
 	done := make(chan struct{}, 2)
@@ -250,6 +255,3 @@ func (p *proxyNet) Close() error {
 	}
 	return nil
 }
-
-// String describes the network, for logs.
-func (p *proxyNet) String() string { return fmt.Sprintf("proxy network of %d nodes", p.n) }

@@ -231,7 +231,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		}()
 	}
 	wg.Wait()
-	logf("workloads done: %d operations", len(h.Ops()))
+	logf("workloads done: %d operations", h.Len())
 
 	// Heal and read the final state.
 	hctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -418,6 +418,8 @@ func waitAudit(ctx context.Context, c *Cluster, since time.Time, ops []Op) (map[
 	}
 	seen := map[string]bool{}
 	deadline := time.Now().Add(time.Minute)
+	var after uint64 // records are listed in commit order: each pass goes on from the last
+	var listErr error
 	for {
 		l, err := c.WaitHealthy(ctx)
 		if err != nil {
@@ -427,9 +429,9 @@ func waitAudit(ctx context.Context, c *Cluster, since time.Time, ops []Op) (map[
 		if err != nil {
 			return seen, err
 		}
-		var after uint64
 		for {
 			recs, next, err := cl.AuditList(ctx, client.AuditQuery{From: since.Add(-time.Minute), After: after, Limit: 1000})
+			listErr = err
 			if err != nil {
 				break
 			}
@@ -449,7 +451,13 @@ func waitAudit(ctx context.Context, c *Cluster, since time.Time, ops []Op) (map[
 				n++
 			}
 		}
-		if n == want || time.Now().After(deadline) {
+		if n == want {
+			return seen, nil
+		}
+		if time.Now().After(deadline) {
+			if listErr != nil {
+				return seen, fmt.Errorf("list audit records: %w", listErr)
+			}
 			return seen, nil
 		}
 		if !sleepCtx(ctx, time.Second) {

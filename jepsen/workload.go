@@ -232,9 +232,10 @@ func staleStep(ctx context.Context, w *worker) {
 // sometimes denied: a path that does not exist). Every other workload's acknowledged
 // operations are checked for audit records too.
 func auditStep(ctx context.Context, w *worker) {
-	key := fmt.Sprintf("jepsen/audit/g%d/w%d", w.gen(), w.id)
-	if w.auditGen != w.gen() || w.rng.IntN(5) == 0 {
-		w.auditGen = w.gen()
+	g := w.gen()
+	key := fmt.Sprintf("jepsen/audit/g%d/w%d", g, w.id)
+	if w.auditGen != g || w.rng.IntN(5) == 0 {
+		w.auditGen = g
 		v := w.newValue()
 		w.exec(ctx, Op{Workload: WAudit, F: "write", Key: key, Value: v}, true, func(ctx context.Context, op *Op) error {
 			res, err := w.cl.Put(ctx, key, []byte(v), client.PutOptions{})
