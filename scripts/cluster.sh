@@ -45,7 +45,8 @@ start() {
       --gossip-addr "127.0.0.1:$(gossip_port "$i")" \
       --bootstrap-expect 3 --join "$join" \
       --tls-cert "$run/tls/$n.pem" --tls-key "$run/tls/$n-key.pem" --tls-ca "$run/tls/ca.pem" \
-      --kek-file "$run/kek.key" ${KEYWARD_PPROF:+--pprof-addr 127.0.0.1:$((base + 3 + 10 * i))} >>"$run/$n.log" 2>&1 &
+      --kek-file "$run/kek.key" ${KEYWARD_AUDIT_ROOT:+--audit-dir "$KEYWARD_AUDIT_ROOT/$n"} \
+      ${KEYWARD_PPROF:+--pprof-addr 127.0.0.1:$((base + 3 + 10 * i))} >>"$run/$n.log" 2>&1 &
     echo $! > "$run/$n.pid"
   done
   for i in "${!nodes[@]}"; do

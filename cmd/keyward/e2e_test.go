@@ -396,3 +396,41 @@ func freeBase(t *testing.T) int {
 	t.Fatal("no free port range")
 	return 0
 }
+
+// TestAuditDirFlag: --audit-dir puts the node's local audit log where it says (a disk of its
+// own), not under the data directory, and the node audits reads into it.
+func TestAuditDirFlag(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "audit-disk")
+	node := clustertest.StartDev(t, e2eBinary, "--audit-dir", dir)
+	c, err := client.New(node.URL(), client.WithToken(node.Token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := c.Put(ctx, "auditdir/secret", []byte("value"), client.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Get(ctx, "auditdir/secret", client.Selector{}); err != nil {
+		t.Fatal(err)
+	}
+	node.Stop()
+
+	segs, err := filepath.Glob(filepath.Join(dir, "audit-*.log"))
+	if err != nil || len(segs) == 0 {
+		t.Fatalf("no audit segment in %s (err %v)", dir, err)
+	}
+	var read bool
+	for _, s := range segs {
+		b, err := os.ReadFile(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		read = read || bytes.Contains(b, []byte(`auditdir/secret`))
+	}
+	if !read {
+		t.Errorf("the read of auditdir/secret is not in the audit log under %s", dir)
+	}
+	if _, err := os.Stat(filepath.Join(node.DataDir, "audit")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("audit directory under the data dir: stat err %v, want not found", err)
+	}
+}

@@ -131,7 +131,11 @@ func serve(ctx context.Context, cfg *serverConfig, log *slog.Logger) error {
 		}
 	}()
 
-	auditLog, err := audit.Open(audit.Options{Dir: filepath.Join(cfg.dataDir, "audit"), NodeID: cfg.nodeID, Log: log})
+	auditDir := cfg.auditDir
+	if auditDir == "" {
+		auditDir = filepath.Join(cfg.dataDir, "audit")
+	}
+	auditLog, err := audit.Open(audit.Options{Dir: auditDir, NodeID: cfg.nodeID, Log: log})
 	if err != nil {
 		return err
 	}

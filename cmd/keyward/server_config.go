@@ -50,6 +50,7 @@ type serverConfig struct {
 	deadCleanup  time.Duration
 	pprofAddr    string
 	auditKeep    time.Duration
+	auditDir     string
 	// Rotation (rotation package): recovery window of soft-deleted secrets, retry backoff, and
 	// the test-only pause hook directory.
 	recoveryWindow  time.Duration
@@ -90,6 +91,7 @@ func serverFlags(c *serverConfig, stderr io.Writer) *flag.FlagSet {
 	fs.DurationVar(&c.autoSnapInt, "auto-snapshot-interval", time.Hour, "interval of automatic snapshot files")
 	fs.IntVar(&c.autoSnapKeep, "auto-snapshot-retain", 24, "automatic snapshot files to keep")
 	fs.DurationVar(&c.deadCleanup, "dead-server-cleanup", 0, "remove a voter dead this long if at least three voters remain (0: off)")
+	fs.StringVar(&c.auditDir, "audit-dir", "", "directory of this node's local audit log, fsynced before every answer (default DATA_DIR/audit); a disk of its own keeps those flushes off the Raft log's")
 	fs.DurationVar(&c.auditKeep, "audit-retention", 0, "drop committed audit records older than this (0: keep forever)")
 	fs.DurationVar(&c.recoveryWindow, "recovery-window", 30*24*time.Hour, "the leader purges soft-deleted secrets this long after their deletion (0: keep them until purged by hand)")
 	fs.DurationVar(&c.rotationBackoff, "rotation-backoff", time.Second, "first retry delay of a failed rotation step; doubles per attempt up to 1m, and a step before promotion is tried 3 times")
