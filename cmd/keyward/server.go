@@ -135,7 +135,11 @@ func serve(ctx context.Context, cfg *serverConfig, log *slog.Logger) error {
 	if auditDir == "" {
 		auditDir = filepath.Join(cfg.dataDir, "audit")
 	}
-	auditLog, err := audit.Open(audit.Options{Dir: auditDir, NodeID: cfg.nodeID, Log: log})
+	gather := cfg.auditGather
+	if gather <= 0 {
+		gather = -1 // none
+	}
+	auditLog, err := audit.Open(audit.Options{Dir: auditDir, NodeID: cfg.nodeID, GroupDelay: gather, Log: log})
 	if err != nil {
 		return err
 	}

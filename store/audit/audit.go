@@ -6,8 +6,13 @@
 // record the node's next sequence number (fsm.AuditRecord.NodeSeq, strictly increasing from
 // 1 and gapless) and returns only once the record is durable. Appends that arrive while a
 // write is in flight share the next write and sync (group commit), so the number of syncs
-// grows with time, not with the number of records. If the write or the sync fails, every
-// Append of that group gets [ErrUnavailable] and the caller must fail its request.
+// grows with time, not with the number of records. While appends come concurrently (the last
+// group held more than one record) the writer also waits Options.GroupDelay before taking the
+// next group, so that more records share each sync: a sync costs the same for one record as
+// for fifty, and on a busy node fewer, larger syncs leave more of the machine for requests. A
+// lone appender's group (one record) is written at once, so a quiet node adds no latency.
+// If the write or the sync fails, every Append of that group gets [ErrUnavailable] and the
+// caller must fail its request.
 //
 // Segment files are preallocated: created at their full size, zero-filled, and synced once,
 // so that an append changes neither the file size nor its block map and fdatasync has only
@@ -102,6 +107,7 @@ const (
 	DefaultMaxBatch     = 512
 	DefaultSegmentSize  = 16 << 20
 	DefaultShipInterval = 200 * time.Millisecond
+	DefaultGroupDelay   = 500 * time.Microsecond
 )
 
 const (
@@ -121,6 +127,7 @@ type Options struct {
 	MaxBatch     int           // records per shipped batch; default 512
 	SegmentSize  int64         // bytes before rotating to a new segment file; default 16 MiB
 	ShipInterval time.Duration // how often the shipper runs when idle; default 200ms
+	GroupDelay   time.Duration // while appends come concurrently, gather records this long before each sync; default 500µs, <0: none
 	Log          *slog.Logger  // default: discard
 }
 
@@ -178,6 +185,7 @@ type Log struct {
 	fAlloc     int64  // f's durable file size; the bytes from fSize to it are zeros
 	fDirty     int64  // end of what a failed write may have left past fSize
 	fileNext   uint64 // NodeSeq the next line of f must carry
+	lastGroup  int    // records in the last group written; more than one: appends are concurrent
 	needRepair bool   // f may hold bytes past fSize, or its fd is unusable
 	spareBusy  bool   // a spare is being prepared, or waits in spareSeg
 }
@@ -200,6 +208,9 @@ func Open(o Options) (*Log, error) {
 	}
 	if o.ShipInterval <= 0 {
 		o.ShipInterval = DefaultShipInterval
+	}
+	if o.GroupDelay == 0 {
+		o.GroupDelay = DefaultGroupDelay
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
@@ -416,19 +427,27 @@ func (l *Log) writer() {
 //
 // Once a group is durable, one critical section both records that and takes the next group,
 // and only then are the group's Appends woken: they would otherwise contend for mu (to append
-// again) with the writer about to take the next group, delaying its sync.
+// again) with the writer about to take the next group, delaying its sync. When the writer
+// gathers records for GroupDelay first, it wakes the durable group's Appends before waiting.
 func (l *Log) flush() {
 	var prev *group     // durable, its Appends not yet woken
 	var prevLast uint64 // its last NodeSeq
 	var prevData []byte // its buffer, for reuse
 	for {
+		if gather := l.o.GroupDelay > 0 && l.lastGroup > 1; gather {
+			if prev != nil {
+				l.mu.Lock()
+				l.settle(prevLast, prevData)
+				l.mu.Unlock()
+				l.wake(prev)
+				prev, prevData = nil, nil
+			}
+			l.gather()
+		}
 		l.mu.Lock()
 		l.activeSize = l.fSize
 		if prev != nil {
-			l.durableSeq = max(l.durableSeq, prevLast)
-			if cap(prevData) <= maxSpare {
-				l.spare = prevData[:0]
-			}
+			l.settle(prevLast, prevData)
 		}
 		data, g, first, last := l.buf, l.cur, l.bufFirst, l.nextSeq-1
 		if len(data) > 0 {
@@ -446,12 +465,8 @@ func (l *Log) flush() {
 		hook := l.hook
 		l.mu.Unlock()
 		if prev != nil {
-			close(prev.done)
+			l.wake(prev)
 			prev, prevData = nil, nil
-			select {
-			case l.kick <- struct{}{}:
-			default:
-			}
 		}
 		if len(data) == 0 && bump == 0 {
 			return
@@ -484,6 +499,7 @@ func (l *Log) flush() {
 		}
 		if err == nil {
 			prev, prevLast, prevData = g, last, data
+			l.lastGroup = int(last - first + 1)
 			continue
 		}
 
@@ -507,6 +523,35 @@ func (l *Log) flush() {
 		close(g.done)
 		l.log.Warn("audit: writing records failed; appends fail until the disk recovers", "first_seq", first, "last_seq", last, "err", err)
 		return
+	}
+}
+
+// settle records (under mu) that the group ending at last is durable and keeps its buffer
+// for reuse.
+func (l *Log) settle(last uint64, data []byte) {
+	l.activeSize = l.fSize
+	l.durableSeq = max(l.durableSeq, last)
+	if cap(data) <= maxSpare {
+		l.spare = data[:0]
+	}
+}
+
+// wake releases the Appends of a durable group and tells Run there is more to ship.
+func (l *Log) wake(g *group) {
+	close(g.done)
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+}
+
+// gather waits GroupDelay for more records to join the next group, or until Close.
+func (l *Log) gather() {
+	t := time.NewTimer(l.o.GroupDelay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-l.stop:
 	}
 }
 
