@@ -64,34 +64,8 @@ func TestOpenCreatesDirectory(t *testing.T) {
 func TestConcurrentAppendsShareFsyncs(t *testing.T) {
 	const goroutines, each = 50, 40
 	l := openLog(t, audit.Options{Dir: t.TempDir()})
-	var mu sync.Mutex
-	var seqs []uint64
-	var wg sync.WaitGroup
-	for g := range goroutines {
-		wg.Go(func() {
-			for i := range each {
-				r, err := l.Append(context.Background(), rec(g*each+i))
-				if err != nil {
-					t.Errorf("Append: %v", err)
-					return
-				}
-				mu.Lock()
-				seqs = append(seqs, r.NodeSeq)
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
 	const n = goroutines * each
-	if len(seqs) != n {
-		t.Fatalf("%d appends succeeded, want %d", len(seqs), n)
-	}
-	slices.Sort(seqs)
-	for i, s := range seqs {
-		if s != uint64(i+1) {
-			t.Fatalf("sorted NodeSeqs: position %d holds %d: not unique and gapless", i, s)
-		}
-	}
+	appendConcurrently(t, l, goroutines, each)
 	syncs := l.Fsyncs()
 	t.Logf("%d records, %d fsyncs (%.1f records per fsync)", n, syncs, float64(n)/float64(syncs))
 	if syncs*4 > n {

@@ -3,7 +3,6 @@ package audit_test
 import (
 	"context"
 	"errors"
-	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -33,34 +32,8 @@ func TestGroupDelayLoneAppender(t *testing.T) {
 func TestGroupDelaySharesSyncs(t *testing.T) {
 	const goroutines, each = 50, 20
 	l := openLog(t, audit.Options{Dir: t.TempDir(), GroupDelay: 20 * time.Millisecond})
-	var mu sync.Mutex
-	var seqs []uint64
-	var wg sync.WaitGroup
-	for g := range goroutines {
-		wg.Go(func() {
-			for i := range each {
-				r, err := l.Append(context.Background(), rec(g*each+i))
-				if err != nil {
-					t.Errorf("Append: %v", err)
-					return
-				}
-				mu.Lock()
-				seqs = append(seqs, r.NodeSeq)
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
 	const n = goroutines * each
-	slices.Sort(seqs)
-	if len(seqs) != n {
-		t.Fatalf("%d appends succeeded, want %d", len(seqs), n)
-	}
-	for i, s := range seqs {
-		if s != uint64(i+1) {
-			t.Fatalf("sorted NodeSeqs: position %d holds %d: not unique and gapless", i, s)
-		}
-	}
+	appendConcurrently(t, l, goroutines, each)
 	syncs := l.Fsyncs()
 	t.Logf("%d records, %d fsyncs (%.1f records per fsync)", n, syncs, float64(n)/float64(syncs))
 	if syncs*goroutines/2 > n {

@@ -239,3 +239,36 @@ func onceHook(op string, act func(f *os.File) error) func(string, *os.File) erro
 		return err
 	}
 }
+
+// appendConcurrently appends goroutines×each records from goroutines goroutines and checks that
+// every Append succeeded and that their NodeSeqs are unique and gapless from 1.
+func appendConcurrently(t *testing.T, l *audit.Log, goroutines, each int) {
+	t.Helper()
+	var mu sync.Mutex
+	var seqs []uint64
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := range each {
+				r, err := l.Append(context.Background(), rec(g*each+i))
+				if err != nil {
+					t.Errorf("Append: %v", err)
+					return
+				}
+				mu.Lock()
+				seqs = append(seqs, r.NodeSeq)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if n := goroutines * each; len(seqs) != n {
+		t.Fatalf("%d appends succeeded, want %d", len(seqs), n)
+	}
+	slices.Sort(seqs)
+	for i, s := range seqs {
+		if s != uint64(i+1) {
+			t.Fatalf("sorted NodeSeqs: position %d holds %d: not unique and gapless", i, s)
+		}
+	}
+}
