@@ -36,6 +36,7 @@ type probe struct {
 // Staleness is how old this node's state may be: the time since the newest instant before
 // which it provably holds every committed write. Negative if it has never known.
 func (n *Node) Staleness() time.Duration {
+	n.settleProbes(n.fsmApplied())
 	n.fresh.mu.Lock()
 	at := n.fresh.at
 	n.fresh.mu.Unlock()
@@ -67,21 +68,32 @@ func (n *Node) trackFreshness() {
 	}
 }
 
-// probe asks for a read index and records the answer with the time the request was sent.
+// probe asks for a read index (ReadIndex records the answer with the time it was asked).
 func (n *Node) probe() {
-	sent := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), freshnessTimeout)
-	idx, err := n.ReadIndex(ctx)
+	_, err := n.ReadIndex(ctx)
 	cancel()
 	n.fresh.mu.Lock()
 	n.fresh.inFlight = false
-	if err == nil {
-		n.fresh.probes = append(n.fresh.probes, probe{sent: sent, index: idx})
-	}
 	n.fresh.mu.Unlock()
 	if err == nil {
 		n.settleProbes(n.fsmApplied())
 	}
+}
+
+// noteReadIndex records that idx was confirmed as the commit index by a request sent at sent
+// (a probe's or a linearizable read's): once idx is applied, the state holds everything
+// committed before sent. Reads confirmed at the same index keep one entry, the latest.
+func (n *Node) noteReadIndex(sent time.Time, idx uint64) {
+	n.fresh.mu.Lock()
+	defer n.fresh.mu.Unlock()
+	if k := len(n.fresh.probes) - 1; k >= 0 && n.fresh.probes[k].index == idx {
+		if sent.After(n.fresh.probes[k].sent) {
+			n.fresh.probes[k].sent = sent
+		}
+		return
+	}
+	n.fresh.probes = append(n.fresh.probes, probe{sent: sent, index: idx})
 }
 
 // settleProbes advances the fresh instant past every probe whose index is applied.

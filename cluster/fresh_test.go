@@ -82,3 +82,40 @@ func waitFor(t *testing.T, ctx context.Context, what string, ok func() bool) {
 		}
 	}
 }
+
+// A linearizable read's confirmed read index dates the state as a probe does, so a node that
+// has not finished a probe yet (one may wait out freshnessTimeout while the cluster forms)
+// still knows how old its state is after serving such a read.
+func TestReadIndexDatesTheState(t *testing.T) {
+	n, err := Open(Config{
+		NodeID: "n1", DataDir: t.TempDir(), RaftAddr: freeAddr(t), Bootstrap: true, FSM: fsm.New(nil),
+		Noop: fsm.MustEncode(fsm.CmdNoop, fsm.Noop{}), Codec: fsm.Codec{},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := n.WaitForLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "a probe finished", func() bool {
+		n.fresh.mu.Lock()
+		defer n.fresh.mu.Unlock()
+		if n.fresh.inFlight {
+			return false
+		}
+		// Forget what the probes learned and keep the tracker from probing again.
+		n.fresh.at, n.fresh.probes, n.fresh.inFlight = time.Time{}, nil, true
+		return true
+	})
+	if s := n.Staleness(); s >= 0 {
+		t.Fatalf("staleness %v after forgetting every probe, want unknown", s)
+	}
+	before := time.Now()
+	if _, err := n.ReadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "state dated by the read", func() bool { s := n.Staleness(); return s >= 0 && s <= time.Since(before) })
+}

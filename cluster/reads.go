@@ -29,10 +29,18 @@ func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 	if unsafeLocalReads {
 		return n.raft.AppliedIndex(), nil // deliberately broken build (reads_unsafe.go)
 	}
+	sent := time.Now()
+	var idx uint64
+	var err error
 	if n.raft.State() == raft.Leader {
-		return n.leaderReadIndex(ctx)
+		idx, err = n.leaderReadIndex(ctx)
+	} else {
+		idx, err = n.readIndex.do(ctx)
 	}
-	return n.readIndex.do(ctx)
+	if err == nil {
+		n.noteReadIndex(sent, idx) // a confirmed read index dates the state as a probe does
+	}
+	return idx, err
 }
 
 func (n *Node) leaderReadIndex(ctx context.Context) (uint64, error) {
