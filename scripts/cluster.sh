@@ -8,6 +8,8 @@
 #   scripts/cluster.sh stop    # stop the nodes (data is kept; `start` resumes it)
 #   scripts/cluster.sh status  # which nodes run
 #   scripts/cluster.sh clean   # stop and delete everything
+#
+# KEYWARD_SERVER_ARGS adds flags to every node's `keyward server` (split on spaces).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
@@ -46,7 +48,7 @@ start() {
       --bootstrap-expect 3 --join "$join" \
       --tls-cert "$run/tls/$n.pem" --tls-key "$run/tls/$n-key.pem" --tls-ca "$run/tls/ca.pem" \
       --kek-file "$run/kek.key" ${KEYWARD_AUDIT_ROOT:+--audit-dir "$KEYWARD_AUDIT_ROOT/$n"} \
-      ${KEYWARD_PPROF:+--pprof-addr 127.0.0.1:$((base + 3 + 10 * i))} >>"$run/$n.log" 2>&1 &
+      ${KEYWARD_PPROF:+--pprof-addr 127.0.0.1:$((base + 3 + 10 * i))} ${KEYWARD_SERVER_ARGS:-} >>"$run/$n.log" 2>&1 &
     echo $! > "$run/$n.pid"
   done
   for i in "${!nodes[@]}"; do

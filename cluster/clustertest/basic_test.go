@@ -104,7 +104,8 @@ func TestClusterFormsForwardsAndReads(t *testing.T) {
 	for _, m := range []string{"keyward_http_requests_total{", "keyward_http_request_duration_seconds_bucket{",
 		"keyward_raft_term ", "keyward_raft_commit_index ", "keyward_raft_applied_index ", "keyward_raft_last_contact_seconds ",
 		"keyward_raft_is_leader 0", "keyward_forwarded_applies_total ", "keyward_kms_calls_total ",
-		"keyward_kms_datakey_cache_hits_total ", "process_resident_memory_bytes "} {
+		"keyward_kms_datakey_cache_hits_total ", "keyward_audit_pending_records ", "keyward_audit_syncs_total ",
+		"keyward_audit_records_total ", "process_resident_memory_bytes "} {
 		if !strings.Contains(string(body), m) {
 			t.Errorf("/metrics lacks %q", m)
 		}

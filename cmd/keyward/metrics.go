@@ -61,6 +61,8 @@ func newMetrics(node *cluster.Node, machine *fsm.FSM, env *kms.Envelope, auditLo
 		counter("keyward_kms_datakey_cache_hits_total", "Data-key cache hits.", func() float64 { return float64(env.Stats().CacheHits) }),
 		counter("keyward_kms_datakey_cache_misses_total", "Data-key cache misses.", func() float64 { return float64(env.Stats().CacheMisses) }),
 		gauge("keyward_audit_pending_records", "Audit records durable on this node but not yet committed by the cluster.", func() float64 { return float64(auditLog.Pending()) }),
+		counter("keyward_audit_syncs_total", "Syncs (fdatasync) of the local audit log; records_total over it is the records per sync.", func() float64 { return float64(auditLog.Stats().Syncs) }),
+		counter("keyward_audit_records_total", "Audit records made durable in the local audit log.", func() float64 { return float64(auditLog.Stats().Records) }),
 		gauge("keyward_secrets", "Secrets in the replicated state (soft-deleted included).", func() float64 { return float64(machine.State().SecretCount()) }),
 	)
 	return m

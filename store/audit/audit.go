@@ -160,7 +160,8 @@ type Log struct {
 	stop     chan struct{} // closed by Close
 	stopped  chan struct{} // closed when the writer has exited
 	running  atomic.Bool   // a Run is active
-	syncs    atomic.Uint64 // syncs of segment files, for tests
+	syncs    atomic.Uint64 // syncs of segment files
+	written  atomic.Uint64 // records made durable
 	spareSeg chan *os.File // a prepared spare segment file, or nil if that failed (capacity 1)
 	spareWG  sync.WaitGroup
 
@@ -352,6 +353,17 @@ func (l *Log) Append(ctx context.Context, r fsm.AuditRecord) (fsm.AuditRecord, e
 	case <-ctx.Done():
 		return fsm.AuditRecord{}, ctx.Err()
 	}
+}
+
+// Stats are counters of a Log since Open.
+type Stats struct {
+	Syncs   uint64 // syncs (fdatasync) of segment files
+	Records uint64 // records made durable; Records/Syncs is how many records share a sync
+}
+
+// Stats returns the Log's counters.
+func (l *Log) Stats() Stats {
+	return Stats{Syncs: l.syncs.Load(), Records: l.written.Load()}
 }
 
 // Pending is the number of durable records not yet known to be committed by the cluster.
@@ -587,6 +599,7 @@ func (l *Log) writeGroup(data []byte, first, last uint64, hook hookFunc) error {
 		return err
 	}
 	l.needRepair = false
+	l.written.Add(last - first + 1)
 	l.fSize, l.fDirty = end, end
 	l.fAlloc = max(l.fAlloc, end)
 	l.fileNext = last + 1

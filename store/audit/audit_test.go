@@ -66,8 +66,12 @@ func TestConcurrentAppendsShareFsyncs(t *testing.T) {
 	l := openLog(t, audit.Options{Dir: t.TempDir()})
 	const n = goroutines * each
 	appendConcurrently(t, l, goroutines, each)
-	syncs := l.Fsyncs()
+	st := l.Stats()
+	syncs := st.Syncs
 	t.Logf("%d records, %d fsyncs (%.1f records per fsync)", n, syncs, float64(n)/float64(syncs))
+	if st.Records != n {
+		t.Errorf("Stats().Records = %d, want %d", st.Records, n)
+	}
 	if syncs*4 > n {
 		t.Errorf("%d fsyncs for %d records: group commit is not sharing fsyncs", syncs, n)
 	}

@@ -271,7 +271,7 @@ func TestGroupAccumulatesDuringSync(t *testing.T) {
 	waitFor(t, "appends queued behind the sync", func() bool { return l.Queued() == n })
 	close(release)
 	wg.Wait()
-	if got := l.Fsyncs(); got != 2 {
+	if got := l.Stats().Syncs; got != 2 {
 		t.Errorf("%d syncs for one record and %d that queued behind it, want 2", got, n)
 	}
 	if l.LastSeq() != n+1 {

@@ -2,9 +2,6 @@ package audit
 
 import "os"
 
-// Fsyncs is the number of syncs (fdatasync) of segment files so far.
-func (l *Log) Fsyncs() uint64 { return l.syncs.Load() }
-
 // SetHook installs fn to run before each file operation of the writer: "write", "sync",
 // "create", "dirsync" or "repair" (f is the active segment for write, sync and repair). A
 // non-nil error fails the operation.

@@ -34,7 +34,7 @@ func TestGroupDelaySharesSyncs(t *testing.T) {
 	l := openLog(t, audit.Options{Dir: t.TempDir(), GroupDelay: 20 * time.Millisecond})
 	const n = goroutines * each
 	appendConcurrently(t, l, goroutines, each)
-	syncs := l.Fsyncs()
+	syncs := l.Stats().Syncs
 	t.Logf("%d records, %d fsyncs (%.1f records per fsync)", n, syncs, float64(n)/float64(syncs))
 	if syncs*goroutines/2 > n {
 		t.Errorf("%d fsyncs for %d records from %d appenders: the window does not gather them", syncs, n, goroutines)
