@@ -60,8 +60,7 @@ func (p *AppendAuditLines) Records() ([]AuditRecord, error) {
 // holds records in exactly this form, so they travel and are kept without re-encoding.
 func CanonicalAudit(r AuditRecord) []byte {
 	r.Seq, r.Batch = 0, 0
-	b, _ := json.Marshal(&r) // a struct of strings, ints and bools always marshals
-	return b
+	return AppendAuditJSON(nil, &r)
 }
 
 // ChainHash links a batch of audit records to the previous batch: hex SHA-256 of the previous

@@ -85,46 +85,32 @@ const hexDigits = "0123456789abcdef"
 // the CPU time of an Append; this way it happens before the Append takes the Log's mutex,
 // which it then holds only to append the NodeSeq.
 type encodedRecord struct {
-	buf  bytes.Buffer  // the JSON object without its closing brace, then an LF
-	enc  *json.Encoder // writes to buf
-	rec  fsm.AuditRecord
-	sum  uint32   // CRC-32C of the JSON in buf
+	buf  []byte   // the JSON object without its closing brace
+	sum  uint32   // CRC-32C of buf
 	tail [32]byte // room for the NodeSeq member (a local array would escape to the heap)
 }
 
 // encodedRecords keeps encodedRecords for reuse, so that encoding allocates nothing.
-var encodedRecords = sync.Pool{New: func() any {
-	e := new(encodedRecord)
-	e.enc = json.NewEncoder(&e.buf)
-	return e
-}}
+var encodedRecords = sync.Pool{New: func() any { return new(encodedRecord) }}
 
 // encodeRecord encodes r, whose NodeSeq must be 0, for appendLine. The caller hands the
 // result back with release.
 func encodeRecord(r *fsm.AuditRecord) (*encodedRecord, error) {
 	e := encodedRecords.Get().(*encodedRecord)
-	e.buf.Reset()
-	// Encode a copy held by e: handing r itself to the encoder (an interface) would move the
-	// caller's record to the heap.
-	e.rec = *r
-	err := e.enc.Encode(&e.rec)
-	e.rec = fsm.AuditRecord{}
-	b := e.buf.Bytes()
-	if err == nil && (len(b) < 3 || b[len(b)-2] != '}') {
-		err = fmt.Errorf("not a JSON object: %.20q", b)
-	}
-	if err != nil {
+	b := fsm.AppendAuditJSON(e.buf[:0], r)
+	if len(b) < 2 || b[len(b)-1] != '}' {
+		e.buf = b
 		e.release()
-		return nil, err
+		return nil, fmt.Errorf("not a JSON object: %.20q", b)
 	}
-	e.buf.Truncate(len(b) - 2) // "}\n"
-	e.sum = crc32.Checksum(e.buf.Bytes(), castagnoli)
+	e.buf = b[:len(b)-1]
+	e.sum = crc32.Checksum(e.buf, castagnoli)
 	return e, nil
 }
 
 func (e *encodedRecord) release() {
-	if e.buf.Cap() > 64<<10 {
-		e.buf = bytes.Buffer{} // do not keep a huge buffer for every record
+	if cap(e.buf) > 64<<10 {
+		e.buf = nil // do not keep a huge buffer for every record
 	}
 	encodedRecords.Put(e)
 }
@@ -136,7 +122,7 @@ func appendLine(buf []byte, e *encodedRecord, seq uint64) []byte {
 	t = strconv.AppendUint(t, seq, 10)
 	t = append(t, '}')
 	buf = appendHead(buf, crc32.Update(e.sum, castagnoli, t))
-	buf = append(buf, e.buf.Bytes()...)
+	buf = append(buf, e.buf...)
 	buf = append(buf, t...)
 	return append(buf, '\n')
 }
