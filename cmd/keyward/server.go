@@ -139,7 +139,8 @@ func serve(ctx context.Context, cfg *serverConfig, log *slog.Logger) error {
 	if gather <= 0 {
 		gather = -1 // none
 	}
-	auditLog, err := audit.Open(audit.Options{Dir: auditDir, NodeID: cfg.nodeID, GroupDelay: gather, Log: log})
+	auditLog, err := audit.Open(audit.Options{Dir: auditDir, NodeID: cfg.nodeID, GroupDelay: gather,
+		ShipInterval: cfg.auditShip, Log: log})
 	if err != nil {
 		return err
 	}

@@ -104,9 +104,9 @@ var (
 
 // Defaults of Options.
 const (
-	DefaultMaxBatch     = 512
+	DefaultMaxBatch     = 4096
 	DefaultSegmentSize  = 16 << 20
-	DefaultShipInterval = 200 * time.Millisecond
+	DefaultShipInterval = time.Second
 	DefaultGroupDelay   = 500 * time.Microsecond
 )
 
@@ -124,9 +124,9 @@ var errAborted = errors.New("aborted")
 type Options struct {
 	Dir          string        // directory for segment files (created 0700)
 	NodeID       string        // this node's id, stamped on every record; required
-	MaxBatch     int           // records per shipped batch; default 512
+	MaxBatch     int           // records per shipped batch; default 4096
 	SegmentSize  int64         // bytes before rotating to a new segment file; default 16 MiB
-	ShipInterval time.Duration // how often the shipper runs when idle; default 200ms
+	ShipInterval time.Duration // a partial batch ships at most this often; default 1s
 	GroupDelay   time.Duration // while appends come concurrently, gather records this long before each sync; default 500µs, <0: none
 	Log          *slog.Logger  // default: discard
 }

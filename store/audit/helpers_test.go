@@ -27,6 +27,9 @@ func openLog(t testing.TB, o audit.Options) *audit.Log {
 	if o.NodeID == "" {
 		o.NodeID = node
 	}
+	if o.ShipInterval == 0 {
+		o.ShipInterval = 100 * time.Millisecond // the 1 s default would only slow the tests down
+	}
 	l, err := audit.Open(o)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
