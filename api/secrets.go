@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/gorilla/mux"
 
@@ -79,20 +78,12 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	resp := wire.SecretResponse{
-		Path: v.Path, SecretID: v.SecretID, Version: v.Version, VersionID: v.VersionID,
-		State: v.State.String(), CreatedAt: v.CreatedAt,
-	}
-	if utf8.Valid(v.Plaintext) {
-		str := string(v.Plaintext)
-		resp.Value = &str
-	} else {
-		b64 := base64.StdEncoding.EncodeToString(v.Plaintext)
-		resp.ValueBase64 = &b64
-	}
-	clear(v.Plaintext)
 	setReadHeaders(w, v.Read)
-	s.writeJSON(w, http.StatusOK, resp)
+	s.writeSecret(w, secretJSON{
+		Path: v.Path, SecretID: v.SecretID, Version: v.Version, VersionID: v.VersionID,
+		State: v.State.String(), CreatedAt: v.CreatedAt, Plaintext: v.Plaintext,
+	})
+	clear(v.Plaintext)
 }
 
 func selector(r *http.Request) (store.Selector, error) {
