@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -26,7 +27,10 @@ var responseBufs = sync.Pool{New: func() any { return new([]byte) }}
 // writeSecret sends v with status 200 and wipes the buffer it used.
 func (s *Server) writeSecret(w http.ResponseWriter, v secretJSON) {
 	bp := responseBufs.Get().(*[]byte)
-	b := (*bp)[:0]
+	// Room for the whole body up front: a buffer that grew while holding plaintext would leave
+	// the old array, unwiped, to the garbage collector. An escaped byte takes at most 6.
+	n := len(v.Path) + len(v.SecretID) + len(v.VersionID) + len(v.State)
+	b := slices.Grow((*bp)[:0], 6*n+256+max(6*len(v.Plaintext), base64.StdEncoding.EncodedLen(len(v.Plaintext))))
 	b = append(b, `{"path":`...)
 	b = appendJSONString(b, v.Path)
 	b = append(b, `,"secret_id":`...)

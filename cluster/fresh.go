@@ -19,6 +19,7 @@ import (
 const (
 	freshnessInterval = 100 * time.Millisecond
 	freshnessTimeout  = 2 * time.Second
+	maxProbes         = 32 // answered read indexes kept while waiting for the FSM
 )
 
 type freshness struct {
@@ -93,7 +94,21 @@ func (n *Node) noteReadIndex(sent time.Time, idx uint64) {
 		}
 		return
 	}
+	if len(n.fresh.probes) == maxProbes {
+		// A follower whose FSM lags collects one per read: merge the two oldest into one that
+		// claims no more than either (the earlier send time, once the higher index is applied).
+		a, b := n.fresh.probes[0], n.fresh.probes[1]
+		n.fresh.probes[1] = probe{sent: minTime(a.sent, b.sent), index: max(a.index, b.index)}
+		n.fresh.probes = append(n.fresh.probes[:0], n.fresh.probes[1:]...)
+	}
 	n.fresh.probes = append(n.fresh.probes, probe{sent: sent, index: idx})
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // settleProbes advances the fresh instant past every probe whose index is applied.

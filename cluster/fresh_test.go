@@ -119,3 +119,28 @@ func TestReadIndexDatesTheState(t *testing.T) {
 	}
 	waitFor(t, ctx, "state dated by the read", func() bool { s := n.Staleness(); return s >= 0 && s <= time.Since(before) })
 }
+
+// Answered read indexes waiting for a lagging FSM stay bounded; merging them never dates the
+// state later than the reads it holds prove.
+func TestReadIndexProbesStayBounded(t *testing.T) {
+	n := &Node{}
+	t0 := time.Unix(1000, 0)
+	sent := func(i int) time.Time { return t0.Add(time.Duration(i) * time.Millisecond) }
+	for i := 1; i <= 1000; i++ {
+		n.noteReadIndex(sent(i), uint64(i))
+	}
+	if got := len(n.fresh.probes); got > maxProbes {
+		t.Fatalf("%d probes kept, want at most %d", got, maxProbes)
+	}
+	for _, applied := range []uint64{1, 500, 968, 999, 1000} {
+		n.settleProbes(applied)
+		// Index i was confirmed by a read sent at sent(i): the state may claim sent(applied)
+		// at most, and the newest reads (never merged) date it exactly once applied.
+		if at := n.fresh.at; at.After(sent(int(applied))) {
+			t.Fatalf("applied %d: state dated %v, later than %v", applied, at.Sub(t0), sent(int(applied)).Sub(t0))
+		}
+	}
+	if want := sent(1000); !n.fresh.at.Equal(want) {
+		t.Fatalf("all applied: state dated %v, want %v", n.fresh.at.Sub(t0), want.Sub(t0))
+	}
+}

@@ -26,10 +26,12 @@ import (
 // ReadIndex returns an index such that a read of local state applied up to it is
 // linearizable.
 func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
-	if unsafeLocalReads {
-		return n.raft.AppliedIndex(), nil // deliberately broken build (reads_unsafe.go)
-	}
 	sent := time.Now()
+	if unsafeLocalReads {
+		idx := n.raft.AppliedIndex() // deliberately broken build (reads_unsafe.go)
+		n.noteReadIndex(sent, idx)
+		return idx, nil
+	}
 	var idx uint64
 	var err error
 	if n.raft.State() == raft.Leader {

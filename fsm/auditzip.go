@@ -14,8 +14,8 @@ import (
 // its own so that a node which predates it stops on it instead of misreading the batch.
 const CmdAppendAuditZstd CommandType = 34
 
-// maxAuditBatchBytes bounds the decompressed lines of one batch (a node ships at most a few
-// hundred records per batch, each well under a kilobyte).
+// maxAuditBatchBytes bounds the decompressed lines of one batch (a node ships at most 4096
+// records per batch, each one or two kilobytes at most).
 const maxAuditBatchBytes = 64 << 20
 
 // AuditCompressor encodes batches of audit lines as CmdAppendAuditZstd commands. It is safe

@@ -9,7 +9,8 @@
 # WORKLOAD (stale | read | write | mix, default stale), CONC (clients, default 64),
 # DUR (measured time per run, default 10s), KEYWARD_BASE_PORT (default 8700),
 # AUDIT_DIR (put this tree's audit logs there instead of the data directory, e.g. a tmpfs
-# to see the cost without disk flushes; for measurement only).
+# to see the cost without disk flushes; for measurement only), NEW_ARGS (extra `keyward
+# server` flags for this tree's nodes only, e.g. "--audit-group-delay 2ms").
 #
 # Use a quiet machine; on a small VM one run can differ from the next by 20%, so read the
 # medians of several rounds, not one run.
@@ -44,7 +45,8 @@ esac
 cluster() { # cluster VARIANT start|stop
   local v=$1
   KEYWARD_RUN_DIR="$work/run-$v" KEYWARD_BIN="$work/keyward-$v" KEYWARD_BASE_PORT="$port" \
-    KEYWARD_AUDIT_ROOT="$([ "$v" = new ] && echo "${AUDIT_DIR:-}")" scripts/cluster.sh "$2" >/dev/null 2>&1
+    KEYWARD_AUDIT_ROOT="$([ "$v" = new ] && echo "${AUDIT_DIR:-}")" \
+    KEYWARD_SERVER_ARGS="$([ "$v" = new ] && echo "${NEW_ARGS:-}")" scripts/cluster.sh "$2" >/dev/null 2>&1
 }
 
 # run VARIANT: one measured run on a fresh cluster; prints ops/s.

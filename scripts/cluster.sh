@@ -36,7 +36,8 @@ setup() {
 start() {
   [ -x "$bin" ] || go build -o "$bin" ./cmd/keyward
   setup
-  local join=""
+  local join="" extra=()
+  read -ra extra <<<"${KEYWARD_SERVER_ARGS:-}"
   for i in "${!nodes[@]}"; do join+="${join:+,}127.0.0.1:$(raft_port "$i")"; done
   for i in "${!nodes[@]}"; do
     local n="${nodes[$i]}"
@@ -48,7 +49,7 @@ start() {
       --bootstrap-expect 3 --join "$join" \
       --tls-cert "$run/tls/$n.pem" --tls-key "$run/tls/$n-key.pem" --tls-ca "$run/tls/ca.pem" \
       --kek-file "$run/kek.key" ${KEYWARD_AUDIT_ROOT:+--audit-dir "$KEYWARD_AUDIT_ROOT/$n"} \
-      ${KEYWARD_PPROF:+--pprof-addr 127.0.0.1:$((base + 3 + 10 * i))} ${KEYWARD_SERVER_ARGS:-} >>"$run/$n.log" 2>&1 &
+      ${KEYWARD_PPROF:+--pprof-addr 127.0.0.1:$((base + 3 + 10 * i))} "${extra[@]}" >>"$run/$n.log" 2>&1 &
     echo $! > "$run/$n.pid"
   done
   for i in "${!nodes[@]}"; do

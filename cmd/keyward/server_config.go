@@ -96,7 +96,7 @@ func serverFlags(c *serverConfig, stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&c.autoSnapKeep, "auto-snapshot-retain", 24, "automatic snapshot files to keep")
 	fs.DurationVar(&c.deadCleanup, "dead-server-cleanup", 0, "remove a voter dead this long if at least three voters remain (0: off)")
 	fs.StringVar(&c.auditDir, "audit-dir", "", "directory of this node's local audit log, fsynced before every answer (default DATA_DIR/audit); a disk of its own keeps those flushes off the Raft log's")
-	fs.DurationVar(&c.auditShip, "audit-ship-interval", audit.DefaultShipInterval, "how long the node gathers durable audit records into one batch before committing them through Raft (at most 4096 records wait); shorter: the cluster's log is more current, at more Raft entries")
+	fs.DurationVar(&c.auditShip, "audit-ship-interval", audit.DefaultShipInterval, "about how long the node gathers durable audit records into one batch before committing them through Raft (a batch of 4096 ships at once); shorter: the cluster's log is more current, at more Raft entries")
 	fs.DurationVar(&c.auditGather, "audit-group-delay", audit.DefaultGroupDelay, "while requests come concurrently, how long the audit log gathers their records before each fsync, so that more share one (0: none)")
 	fs.DurationVar(&c.auditKeep, "audit-retention", 0, "drop committed audit records older than this (0: keep forever)")
 	fs.DurationVar(&c.recoveryWindow, "recovery-window", 30*24*time.Hour, "the leader purges soft-deleted secrets this long after their deletion (0: keep them until purged by hand)")
