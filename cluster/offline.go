@@ -3,33 +3,35 @@ package cluster
 import (
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	bolt "go.etcd.io/bbolt"
 )
 
 // offline is a node's stores opened without running Raft, for operator tools.
 type offline struct {
-	logs  *raftboltdb.BoltStore
-	snaps *raft.FileSnapshotStore
+	stores *raftStores
+	snaps  *raft.FileSnapshotStore
 }
 
 func openOffline(dataDir string) (*offline, error) {
 	dir := filepath.Join(dataDir, "raft")
-	logs, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db"),
-		BoltOptions: &bolt.Options{Timeout: time.Second}})
+	if _, err := os.Stat(filepath.Join(dir, "raft.db")); err != nil {
+		return nil, fmt.Errorf("cluster: %s holds no Raft state: %w", dir, err)
+	}
+	stores, err := openRaftStores(dir, "", &bolt.Options{Timeout: time.Second})
 	if err != nil {
-		return nil, fmt.Errorf("cluster: open %s (is the node still running?): %w", dir, err)
+		return nil, fmt.Errorf("cluster: %w (is the node still running?)", err)
 	}
 	snaps, err := raft.NewFileSnapshotStore(dir, 3, io.Discard)
 	if err != nil {
-		logs.Close()
+		stores.Close()
 		return nil, err
 	}
-	return &offline{logs: logs, snaps: snaps}, nil
+	return &offline{stores: stores, snaps: snaps}, nil
 }
 
-func (o *offline) close() { o.logs.Close() }
+func (o *offline) close() { o.stores.Close() }
