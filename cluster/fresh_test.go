@@ -30,19 +30,10 @@ func (g *gatedFSM) AppliedIndex() uint64                { return g.f.AppliedInde
 // The age of a node's state follows what its FSM has applied, not what Raft has handed it.
 func TestStalenessFollowsTheFSM(t *testing.T) {
 	g := &gatedFSM{f: fsm.New(nil)}
-	n, err := Open(Config{
-		NodeID: "n1", DataDir: t.TempDir(), RaftAddr: freeAddr(t), Bootstrap: true, FSM: g,
-		Noop: fsm.MustEncode(fsm.CmdNoop, fsm.Noop{}), Codec: fsm.Codec{},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := n.WaitForLeader(ctx); err != nil {
-		t.Fatal(err)
-	}
+	n := startSingleNode(t, ctx, t.TempDir(), g, "")
+	defer n.Close()
 	waitFor(t, ctx, "fresh state", func() bool { s := n.Staleness(); return s >= 0 && s < time.Second })
 
 	g.gate.Lock()
@@ -87,19 +78,10 @@ func waitFor(t *testing.T, ctx context.Context, what string, ok func() bool) {
 // has not finished a probe yet (one may wait out freshnessTimeout while the cluster forms)
 // still knows how old its state is after serving such a read.
 func TestReadIndexDatesTheState(t *testing.T) {
-	n, err := Open(Config{
-		NodeID: "n1", DataDir: t.TempDir(), RaftAddr: freeAddr(t), Bootstrap: true, FSM: fsm.New(nil),
-		Noop: fsm.MustEncode(fsm.CmdNoop, fsm.Noop{}), Codec: fsm.Codec{},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := n.WaitForLeader(ctx); err != nil {
-		t.Fatal(err)
-	}
+	n := startSingleNode(t, ctx, t.TempDir(), fsm.New(nil), "")
+	defer n.Close()
 	waitFor(t, ctx, "a probe finished", func() bool {
 		n.fresh.mu.Lock()
 		defer n.fresh.mu.Unlock()
@@ -143,4 +125,22 @@ func TestReadIndexProbesStayBounded(t *testing.T) {
 	if want := sent(1000); !n.fresh.at.Equal(want) {
 		t.Fatalf("all applied: state dated %v, want %v", n.fresh.at.Sub(t0), want.Sub(t0))
 	}
+}
+
+// startSingleNode opens a one-node cluster in dir on f (logStore as Config.LogStore) and waits
+// until it leads. The caller closes it.
+func startSingleNode(t *testing.T, ctx context.Context, dir string, f raft.FSM, logStore string) *Node {
+	t.Helper()
+	n, err := Open(Config{
+		NodeID: "n1", DataDir: dir, RaftAddr: freeAddr(t), Bootstrap: true, FSM: f, LogStore: logStore,
+		Noop: fsm.MustEncode(fsm.CmdNoop, fsm.Noop{}), Codec: fsm.Codec{},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.WaitForLeader(ctx); err != nil {
+		n.Close()
+		t.Fatal(err)
+	}
+	return n
 }

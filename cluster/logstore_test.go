@@ -59,24 +59,10 @@ func TestNewDataDirUsesTheWAL(t *testing.T) {
 // restarted with the default configuration replays what it committed there.
 func TestDataDirBeforeTheWALKeepsBolt(t *testing.T) {
 	dir := t.TempDir()
-	open := func(store string) (*Node, *fsm.FSM) {
-		f := fsm.New(nil)
-		n, err := Open(Config{
-			NodeID: "n1", DataDir: dir, RaftAddr: freeAddr(t), Bootstrap: true, FSM: f, LogStore: store,
-			Noop: fsm.MustEncode(fsm.CmdNoop, fsm.Noop{}), Codec: fsm.Codec{},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n, f
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	n, _ := open(LogStoreBolt)
-	if err := n.WaitForLeader(ctx); err != nil {
-		t.Fatal(err)
-	}
+	n := startSingleNode(t, ctx, dir, fsm.New(nil), LogStoreBolt)
 	_, idx, err := n.Apply(ctx, fsm.MustEncode(fsm.CmdNoop, fsm.Noop{}))
 	if err != nil {
 		t.Fatal(err)
@@ -88,16 +74,14 @@ func TestDataDirBeforeTheWALKeepsBolt(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	n, f := open("")
+	f := fsm.New(nil)
+	n = startSingleNode(t, ctx, dir, f, "")
 	defer n.Close()
 	if n.stores.kind() != LogStoreBolt {
 		t.Fatalf("restarted: log store %q, want %q", n.stores.kind(), LogStoreBolt)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "raft", "wal")); !os.IsNotExist(err) {
 		t.Fatalf("a WAL directory appeared next to raft.db's entries: %v", err)
-	}
-	if err := n.WaitForLeader(ctx); err != nil {
-		t.Fatal(err)
 	}
 	waitFor(t, ctx, "the entries in raft.db replayed", func() bool { return f.AppliedIndex() >= idx })
 }
