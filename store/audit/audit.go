@@ -320,10 +320,7 @@ func (l *Log) Append(ctx context.Context, r fsm.AuditRecord) (fsm.AuditRecord, e
 	}
 	// Seq and Batch are the cluster's to assign: the line must be the record's canonical form.
 	r.NodeID, r.NodeSeq, r.Seq, r.Batch = l.o.NodeID, 0, 0, 0
-	e, err := encodeRecord(&r)
-	if err != nil {
-		return fsm.AuditRecord{}, fmt.Errorf("audit: encode record: %w", err)
-	}
+	e := encodeRecord(&r)
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -446,7 +443,7 @@ func (l *Log) flush() {
 	var prevLast uint64 // its last NodeSeq
 	var prevData []byte // its buffer, for reuse
 	for {
-		if gather := l.o.GroupDelay > 0 && l.lastGroup > 1; gather {
+		if l.o.GroupDelay > 0 && l.lastGroup > 1 { // appends are concurrent: gather more
 			if prev != nil {
 				l.mu.Lock()
 				l.settle(prevLast, prevData)
