@@ -28,9 +28,16 @@ const (
 // raftStores are a node's Raft log and stable stores.
 type raftStores struct {
 	stable *raftboltdb.BoltStore // raft.db
-	logs   raft.LogStore         // the WAL, or stable itself in a data dir made before the WAL
 	wal    *wal.WAL              // nil when the entries are in raft.db
 	meta   *metadb.BoltMetaDB    // the WAL's own index of segments (WAL.Close leaves it open)
+}
+
+// logs is the log store: the WAL, or raft.db in a data dir made before the WAL.
+func (s *raftStores) logs() raft.LogStore {
+	if s.wal != nil {
+		return s.wal
+	}
+	return s.stable
 }
 
 // openRaftStores opens the stores in dir (the node's raft directory). want names the log store
@@ -40,7 +47,7 @@ func openRaftStores(dir, want string, boltOpts *bolt.Options) (*raftStores, erro
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", filepath.Join(dir, "raft.db"), err)
 	}
-	s := &raftStores{stable: stable, logs: stable}
+	s := &raftStores{stable: stable}
 	walDir := filepath.Join(dir, "wal")
 	_, serr := os.Stat(walDir)
 	useWAL := serr == nil
@@ -69,7 +76,7 @@ func openRaftStores(dir, want string, boltOpts *bolt.Options) (*raftStores, erro
 		stable.Close()
 		return nil, fmt.Errorf("open %s: %w", walDir, err)
 	}
-	s.logs, s.wal, s.meta = w, w, meta
+	s.wal, s.meta = w, meta
 	return s, nil
 }
 

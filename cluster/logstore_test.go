@@ -25,7 +25,7 @@ func TestNewDataDirUsesTheWAL(t *testing.T) {
 	for i := uint64(1); i <= 100; i++ {
 		logs = append(logs, &raft.Log{Index: i, Term: 1, Type: raft.LogCommand, Data: []byte{byte(i)}})
 	}
-	if err := s.logs.StoreLogs(logs); err != nil {
+	if err := s.logs().StoreLogs(logs); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.stable.SetUint64([]byte("CurrentTerm"), 7); err != nil {
@@ -43,11 +43,11 @@ func TestNewDataDirUsesTheWAL(t *testing.T) {
 	if s.kind() != LogStoreWAL {
 		t.Fatalf("reopened: log store %q, want %q", s.kind(), LogStoreWAL)
 	}
-	if last, _ := s.logs.LastIndex(); last != 100 {
+	if last, _ := s.logs().LastIndex(); last != 100 {
 		t.Fatalf("last index %d after reopening, want 100", last)
 	}
 	var l raft.Log
-	if err := s.logs.GetLog(42, &l); err != nil || l.Data[0] != 42 {
+	if err := s.logs().GetLog(42, &l); err != nil || l.Data[0] != 42 {
 		t.Fatalf("entry 42: %v %v", l.Data, err)
 	}
 	if term, err := s.stable.GetUint64([]byte("CurrentTerm")); err != nil || term != 7 {

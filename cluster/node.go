@@ -207,7 +207,7 @@ func (n *Node) open(hl hclog.Logger, raftDir string) error {
 	// Recent entries stay decoded in memory: replication reads each entry back (and the one
 	// before it, for its term) right after storing it, and decoding a large entry from Bolt
 	// each time costs more than keeping it.
-	logs, err := raft.NewLogCache(logCacheEntries, n.stores.logs)
+	logs, err := raft.NewLogCache(logCacheEntries, n.stores.logs())
 	if err != nil {
 		return fmt.Errorf("cluster: log cache: %w", err)
 	}
@@ -260,7 +260,7 @@ func raftConfig(cfg Config, hl hclog.Logger) *raft.Config {
 }
 
 func (n *Node) bootstrapSelf(rc *raft.Config) error {
-	has, err := raft.HasExistingState(n.stores.logs, n.stores.stable, n.snaps)
+	has, err := raft.HasExistingState(n.stores.logs(), n.stores.stable, n.snaps)
 	if err != nil {
 		return fmt.Errorf("cluster: inspect state: %w", err)
 	}
@@ -270,7 +270,7 @@ func (n *Node) bootstrapSelf(rc *raft.Config) error {
 	conf := raft.Configuration{Servers: []raft.Server{{
 		ID: rc.LocalID, Address: raft.ServerAddress(n.cfg.Advertise), Suffrage: raft.Voter,
 	}}}
-	if err := raft.BootstrapCluster(rc, n.stores.logs, n.stores.stable, n.snaps, n.transport, conf); err != nil {
+	if err := raft.BootstrapCluster(rc, n.stores.logs(), n.stores.stable, n.snaps, n.transport, conf); err != nil {
 		return fmt.Errorf("cluster: bootstrap: %w", err)
 	}
 	n.log.Info("bootstrapped a new cluster", "node_id", n.cfg.NodeID, "raft_addr", n.cfg.Advertise)
@@ -279,7 +279,7 @@ func (n *Node) bootstrapSelf(rc *raft.Config) error {
 
 // HasState reports whether this node holds Raft state (it has been part of a cluster).
 func (n *Node) HasState() bool {
-	has, err := raft.HasExistingState(n.stores.logs, n.stores.stable, n.snaps)
+	has, err := raft.HasExistingState(n.stores.logs(), n.stores.stable, n.snaps)
 	return err == nil && has
 }
 

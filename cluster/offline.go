@@ -19,8 +19,9 @@ type offline struct {
 
 func openOffline(dataDir string) (*offline, error) {
 	dir := filepath.Join(dataDir, "raft")
-	if _, err := os.Stat(filepath.Join(dir, "raft.db")); err != nil {
-		return nil, fmt.Errorf("cluster: %s holds no Raft state: %w", dir, err)
+	// Opening the stores would create them: refuse a directory without Raft state instead.
+	if db := filepath.Join(dir, "raft.db"); !fileExists(db) {
+		return nil, fmt.Errorf("cluster: no Raft state in %s (%s does not exist)", dataDir, db)
 	}
 	stores, err := openRaftStores(dir, "", &bolt.Options{Timeout: time.Second})
 	if err != nil {
@@ -35,3 +36,8 @@ func openOffline(dataDir string) (*offline, error) {
 }
 
 func (o *offline) close() { o.stores.Close() }
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
