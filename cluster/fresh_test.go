@@ -32,7 +32,7 @@ func TestStalenessFollowsTheFSM(t *testing.T) {
 	g := &gatedFSM{f: fsm.New(nil)}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	n := startSingleNode(t, ctx, t.TempDir(), g, "")
+	n := startSingleNode(t, ctx, t.TempDir(), g)
 	defer n.Close()
 	waitFor(t, ctx, "fresh state", func() bool { s := n.Staleness(); return s >= 0 && s < time.Second })
 
@@ -80,7 +80,7 @@ func waitFor(t *testing.T, ctx context.Context, what string, ok func() bool) {
 func TestReadIndexDatesTheState(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	n := startSingleNode(t, ctx, t.TempDir(), fsm.New(nil), "")
+	n := startSingleNode(t, ctx, t.TempDir(), fsm.New(nil))
 	defer n.Close()
 	waitFor(t, ctx, "a probe finished", func() bool {
 		n.fresh.mu.Lock()
@@ -127,12 +127,12 @@ func TestReadIndexProbesStayBounded(t *testing.T) {
 	}
 }
 
-// startSingleNode opens a one-node cluster in dir on f (logStore as Config.LogStore) and waits
-// until it leads. The caller closes it.
-func startSingleNode(t *testing.T, ctx context.Context, dir string, f raft.FSM, logStore string) *Node {
+// startSingleNode opens a one-node cluster in dir on f and waits until it leads. The caller
+// closes it.
+func startSingleNode(t *testing.T, ctx context.Context, dir string, f raft.FSM) *Node {
 	t.Helper()
 	n, err := Open(Config{
-		NodeID: "n1", DataDir: dir, RaftAddr: freeAddr(t), Bootstrap: true, FSM: f, LogStore: logStore,
+		NodeID: "n1", DataDir: dir, RaftAddr: freeAddr(t), Bootstrap: true, FSM: f,
 		Noop: fsm.MustEncode(fsm.CmdNoop, fsm.Noop{}), Codec: fsm.Codec{},
 	})
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 )
 
 // Errors returned by Node methods, translated from Raft's own.
@@ -49,11 +50,8 @@ type Codec interface {
 
 // Config describes one node.
 type Config struct {
-	NodeID  string
-	DataDir string
-	// LogStore is the Raft log store of a new data dir: "" or LogStoreWAL, or LogStoreBolt (to
-	// test data dirs made before the WAL). An existing data dir keeps the store it has.
-	LogStore string
+	NodeID   string
+	DataDir  string
 	RaftAddr string // address to bind for cluster traffic (Raft and RPC), host:port
 	// Advertise is the cluster address other nodes use; defaults to RaftAddr (which then must
 	// not be a wildcard address).
@@ -101,7 +99,7 @@ type Node struct {
 	raft      *raft.Raft
 	transport *raft.NetworkTransport
 	mux       *muxListener
-	stores    *raftStores
+	logs      *raftboltdb.BoltStore
 	snaps     raft.SnapshotStore
 	log       *slog.Logger
 	dialer    Dialer
@@ -146,12 +144,11 @@ func Open(cfg Config) (*Node, error) {
 	}
 	hl := newHCLog(cfg.Log, hclog.Info)
 
-	stores, err := openRaftStores(raftDir, cfg.LogStore, nil)
+	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(raftDir, "raft.db")})
 	if err != nil {
-		return nil, fmt.Errorf("cluster: open raft stores: %w", err)
+		return nil, fmt.Errorf("cluster: open raft store: %w", err)
 	}
-	cfg.Log.Info("raft log store", "store", stores.kind(), "dir", raftDir)
-	n := &Node{cfg: cfg, stores: stores, log: cfg.Log, dialer: Dialer{tlsConf: cfg.ClientTLS},
+	n := &Node{cfg: cfg, logs: store, log: cfg.Log, dialer: Dialer{tlsConf: cfg.ClientTLS},
 		readyCh: make(chan struct{}), shutdownCh: make(chan struct{})}
 	if err := n.open(hl, raftDir); err != nil {
 		n.closeResources()
@@ -207,11 +204,11 @@ func (n *Node) open(hl hclog.Logger, raftDir string) error {
 	// Recent entries stay decoded in memory: replication reads each entry back (and the one
 	// before it, for its term) right after storing it, and decoding a large entry from Bolt
 	// each time costs more than keeping it.
-	logs, err := raft.NewLogCache(logCacheEntries, n.stores.logs())
+	logs, err := raft.NewLogCache(logCacheEntries, n.logs)
 	if err != nil {
 		return fmt.Errorf("cluster: log cache: %w", err)
 	}
-	r, err := raft.NewRaft(rc, cfg.FSM, logs, n.stores.stable, snaps, n.transport)
+	r, err := raft.NewRaft(rc, cfg.FSM, logs, n.logs, snaps, n.transport)
 	if err != nil {
 		return fmt.Errorf("cluster: start raft: %w", err)
 	}
@@ -260,7 +257,7 @@ func raftConfig(cfg Config, hl hclog.Logger) *raft.Config {
 }
 
 func (n *Node) bootstrapSelf(rc *raft.Config) error {
-	has, err := raft.HasExistingState(n.stores.logs(), n.stores.stable, n.snaps)
+	has, err := raft.HasExistingState(n.logs, n.logs, n.snaps)
 	if err != nil {
 		return fmt.Errorf("cluster: inspect state: %w", err)
 	}
@@ -270,7 +267,7 @@ func (n *Node) bootstrapSelf(rc *raft.Config) error {
 	conf := raft.Configuration{Servers: []raft.Server{{
 		ID: rc.LocalID, Address: raft.ServerAddress(n.cfg.Advertise), Suffrage: raft.Voter,
 	}}}
-	if err := raft.BootstrapCluster(rc, n.stores.logs(), n.stores.stable, n.snaps, n.transport, conf); err != nil {
+	if err := raft.BootstrapCluster(rc, n.logs, n.logs, n.snaps, n.transport, conf); err != nil {
 		return fmt.Errorf("cluster: bootstrap: %w", err)
 	}
 	n.log.Info("bootstrapped a new cluster", "node_id", n.cfg.NodeID, "raft_addr", n.cfg.Advertise)
@@ -279,7 +276,7 @@ func (n *Node) bootstrapSelf(rc *raft.Config) error {
 
 // HasState reports whether this node holds Raft state (it has been part of a cluster).
 func (n *Node) HasState() bool {
-	has, err := raft.HasExistingState(n.stores.logs(), n.stores.stable, n.snaps)
+	has, err := raft.HasExistingState(n.logs, n.logs, n.snaps)
 	return err == nil && has
 }
 
@@ -456,7 +453,7 @@ func (n *Node) closeResources() error {
 			err = cerr
 		}
 	}
-	if cerr := n.stores.Close(); err == nil {
+	if cerr := n.logs.Close(); err == nil {
 		err = cerr
 	}
 	return err

@@ -3,41 +3,33 @@ package cluster
 import (
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	bolt "go.etcd.io/bbolt"
 )
 
 // offline is a node's stores opened without running Raft, for operator tools.
 type offline struct {
-	stores *raftStores
-	snaps  *raft.FileSnapshotStore
+	logs  *raftboltdb.BoltStore
+	snaps *raft.FileSnapshotStore
 }
 
 func openOffline(dataDir string) (*offline, error) {
 	dir := filepath.Join(dataDir, "raft")
-	// Opening the stores would create them: refuse a directory without Raft state instead.
-	if db := filepath.Join(dir, "raft.db"); !fileExists(db) {
-		return nil, fmt.Errorf("cluster: no Raft state in %s (%s does not exist)", dataDir, db)
-	}
-	stores, err := openRaftStores(dir, "", &bolt.Options{Timeout: time.Second})
+	logs, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db"),
+		BoltOptions: &bolt.Options{Timeout: time.Second}})
 	if err != nil {
-		return nil, fmt.Errorf("cluster: %w (is the node still running?)", err)
+		return nil, fmt.Errorf("cluster: open %s (is the node still running?): %w", dir, err)
 	}
 	snaps, err := raft.NewFileSnapshotStore(dir, 3, io.Discard)
 	if err != nil {
-		stores.Close()
+		logs.Close()
 		return nil, err
 	}
-	return &offline{stores: stores, snaps: snaps}, nil
+	return &offline{logs: logs, snaps: snaps}, nil
 }
 
-func (o *offline) close() { o.stores.Close() }
-
-func fileExists(path string) bool {
-	_, err := os.Stat(path)
-	return err == nil
-}
+func (o *offline) close() { o.logs.Close() }

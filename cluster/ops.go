@@ -262,7 +262,7 @@ func Recover(dataDir string, fsm raft.FSM, servers map[string]string, log io.Wri
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(ids[0])
 	_, trans := raft.NewInmemTransport("")
-	if err := raft.RecoverCluster(rc, fsm, n.stores.logs(), n.stores.stable, n.snaps, trans, conf); err != nil {
+	if err := raft.RecoverCluster(rc, fsm, n.logs, n.logs, n.snaps, trans, conf); err != nil {
 		return fmt.Errorf("cluster: recover: %w", err)
 	}
 	if log != nil {

@@ -4,9 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -125,6 +129,12 @@ func operatorRecoverCommand() subcommand {
 						return usagef("%s and %s have the same address %s", min(id, other), max(id, other), addr)
 					}
 					byAddr[addr] = id
+				}
+				db := filepath.Join(*dataDir, "raft", "raft.db")
+				if _, err := os.Stat(db); errors.Is(err, fs.ErrNotExist) {
+					return fmt.Errorf("recover: no Raft state in %s (%s does not exist)", *dataDir, db)
+				} else if err != nil {
+					return fmt.Errorf("recover: %w", err)
 				}
 				if err := cluster.Recover(*dataDir, fsm.New(nil), servers, s.stdout); err != nil {
 					return err
