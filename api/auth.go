@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/google/uuid"
 	"github.com/gorilla/mux"
 
 	"github.com/keyward/keyward/api/wire"
@@ -35,7 +34,7 @@ var publicRoutes = map[string]bool{
 // requests to protected routes with 401.
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		reqID := uuid.NewString()
+		reqID := s.reqIDs.Next()
 		w.Header().Set("X-Request-Id", reqID)
 		route := ""
 		if cr := mux.CurrentRoute(r); cr != nil {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/keyward/keyward/api/wire"
 	"github.com/keyward/keyward/cluster"
+	"github.com/keyward/keyward/internal/seqid"
 	"github.com/keyward/keyward/store"
 )
 
@@ -83,6 +84,7 @@ type RequestObserver interface {
 type Server struct {
 	d      Deps
 	router *mux.Router
+	reqIDs *seqid.Gen // names each request (X-Request-Id, and its audit records)
 }
 
 // New builds the handler with every route.
@@ -90,7 +92,7 @@ func New(d Deps) *Server {
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{d: d}
+	s := &Server{d: d, reqIDs: seqid.New()}
 	r := mux.NewRouter()
 	// Keep the path as sent: a path with "..", "." or "//" is invalid input, not a redirect.
 	r.SkipClean(true)

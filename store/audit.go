@@ -56,7 +56,7 @@ type record struct {
 func (s *Service) auditRecord(ctx context.Context, rec record, opErr error) fsm.AuditRecord {
 	c, _ := CallerFrom(ctx)
 	r := fsm.AuditRecord{
-		ID: s.d.NewID(), SecretID: rec.secretID, Path: rec.path, VersionID: rec.versionID,
+		ID: s.d.NewAuditID(), SecretID: rec.secretID, Path: rec.path, VersionID: rec.versionID,
 		PrincipalType: string(c.Type), PrincipalID: c.ID, AuthMethod: c.Method, Action: rec.action,
 		IPAddress: c.RemoteIP, Success: opErr == nil, RequestID: c.RequestID, AccessedAt: s.d.Now().UnixNano(),
 		NodeID: s.d.NodeID,

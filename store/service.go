@@ -16,6 +16,7 @@ import (
 
 	"github.com/keyward/keyward/cluster"
 	"github.com/keyward/keyward/fsm"
+	"github.com/keyward/keyward/internal/seqid"
 	"github.com/keyward/keyward/kms"
 )
 
@@ -66,6 +67,9 @@ type Deps struct {
 	Log    *slog.Logger
 	Now    func() time.Time // defaults to time.Now
 	NewID  func() string    // defaults to random UUIDs
+	// NewAuditID names audit records; defaults to a seqid generator (unique, not random, so
+	// that shipped batches compress well).
+	NewAuditID func() string
 }
 
 // Service is the secret service of one node.
@@ -86,6 +90,9 @@ func New(d Deps) *Service {
 	}
 	if d.NewID == nil {
 		d.NewID = func() string { return uuid.NewString() }
+	}
+	if d.NewAuditID == nil {
+		d.NewAuditID = seqid.New().Next
 	}
 	return &Service{d: d}
 }
