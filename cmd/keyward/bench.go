@@ -106,6 +106,9 @@ func splitBenchAddrs(s string) []string {
 
 // bench is the `keyward bench` command.
 func (x cli) bench(args []string) int {
+	if len(args) > 0 && args[0] == "fsync" {
+		return x.benchFsync(args[1:])
+	}
 	fs := flag.NewFlagSet("keyward bench", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
@@ -241,6 +244,9 @@ about N x (value-size + 29) bytes.
 
 Exits 0 when the run completes, even with errors; 1 when nothing succeeded or the setup failed;
 2 on a usage mistake.
+
+keyward bench fsync [--dir DIR] measures instead what one audit record's sync costs on a disk
+(see keyward bench fsync --help).
 
 Flags:
 `)

@@ -381,3 +381,29 @@ func TestBenchParseMetric(t *testing.T) {
 		t.Error("NaN accepted")
 	}
 }
+
+func TestBenchFsync(t *testing.T) {
+	dir := t.TempDir()
+	code, out, errOut := runCLI(nil, "", "bench", "fsync", "--dir", dir, "--records", "20")
+	if code != 0 {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+	for _, want := range []string{"20 records", "(20 syncs)", "wall time per record: median ", "CPU time of this process per record: "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if ents, err := os.ReadDir(dir); err != nil || len(ents) != 0 {
+		t.Errorf("the temporary log was left behind: %v %v", ents, err)
+	}
+
+	for _, args := range [][]string{{"--records", "0"}, {"--dir"}, {"extra"}} {
+		code, _, errOut := runCLI(nil, "", append([]string{"bench", "fsync"}, args...)...)
+		if code != 2 || !strings.Contains(errOut, "Usage: keyward bench fsync") {
+			t.Errorf("bench fsync %v: exit %d, stderr %q; want 2 with the usage", args, code, errOut)
+		}
+	}
+	if code, _, errOut := runCLI(nil, "", "bench", "fsync", "--dir", filepath.Join(dir, "missing")); code != 1 || !strings.Contains(errOut, "error:") {
+		t.Errorf("missing dir: exit %d, stderr %q; want 1 with an error", code, errOut)
+	}
+}
