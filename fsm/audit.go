@@ -85,12 +85,29 @@ func chainHashLines(prev string, lines []byte) string {
 
 // auditBlock holds the records of one committed batch as canonical JSON lines; they are
 // decoded only when read, so committing a record costs a hash and a copy, and holding it costs
-// its bytes, not a struct of strings.
+// its bytes, not a struct of strings. A batch that came compressed (CmdAppendAuditZstd) is kept
+// compressed.
 type auditBlock struct {
 	First uint64 `json:"first"` // Seq of the first record
 	Count uint64 `json:"count"`
 	Batch uint64 `json:"batch"`
-	Data  []byte `json:"data"` // Count lines
+	Data  []byte `json:"data"` // Count lines; with Zstd, one zstd frame of them
+	// Zstd is carried by the snapshot record's key (snapRecord.ZBlock), not by a field, so that
+	// a node that predates it fails on such a snapshot instead of misreading the frame.
+	Zstd bool `json:"-"`
+}
+
+// lines returns the block's lines, decompressing them with u if the block is compressed. A
+// frame that does not decompress (it never should: Apply checked it) yields no lines.
+func (b *auditBlock) lines(u *unzipper) []byte {
+	if !b.Zstd {
+		return b.Data
+	}
+	out, err := u.decode(b.Data)
+	if err != nil {
+		return nil
+	}
+	return out
 }
 
 func auditBlockLess(a, b *auditBlock) bool { return a.First < b.First }
@@ -99,9 +116,9 @@ func auditBlockLess(a, b *auditBlock) bool { return a.First < b.First }
 // whether fn always returned true. A line that does not decode (it never should: nodes write
 // canonical JSON) yields a record that names the problem, so listing and verification show
 // it instead of silently skipping it.
-func (b *auditBlock) each(fn func(*AuditRecord) bool) bool {
-	data := b.Data
-	for i := uint64(0); i < b.Count && len(data) > 0; i++ {
+func (b *auditBlock) each(u *unzipper, fn func(*AuditRecord) bool) bool {
+	data := b.lines(u)
+	for i := uint64(0); i < b.Count; i++ {
 		line, rest, _ := bytes.Cut(data, []byte{'\n'})
 		data = rest
 		r := new(AuditRecord)
@@ -117,8 +134,8 @@ func (b *auditBlock) each(fn func(*AuditRecord) bool) bool {
 }
 
 // last decodes the block's last record.
-func (b *auditBlock) last() (AuditRecord, bool) {
-	data := bytes.TrimSuffix(b.Data, []byte{'\n'})
+func (b *auditBlock) last(u *unzipper) (AuditRecord, bool) {
+	data := bytes.TrimSuffix(b.lines(u), []byte{'\n'})
 	if i := bytes.LastIndexByte(data, '\n'); i >= 0 {
 		data = data[i+1:]
 	}
@@ -135,7 +152,7 @@ func (s *State) Audit(from uint64, fn func(*AuditRecord) bool) {
 	start := &auditBlock{First: from}
 	s.audit.DescendLessOrEqual(start, func(b *auditBlock) bool { start = b; return false })
 	s.audit.AscendGreaterOrEqual(start, func(b *auditBlock) bool {
-		return b.each(func(r *AuditRecord) bool { return r.Seq < from || fn(r) })
+		return b.each(s.unzip, func(r *AuditRecord) bool { return r.Seq < from || fn(r) })
 	})
 }
 
@@ -147,7 +164,7 @@ func withAudit[P any](fn func(*txn, *P) *Result, rec func(*P) *AuditRecord) func
 		if r := rec(c); r != nil && res.Err == nil {
 			a := *r
 			a.Success, a.Reason, a.NodeSeq = true, "", 0
-			tx.commitAuditBlock(append(CanonicalAudit(a), '\n'), 1, nil)
+			tx.commitAuditBlock(append(CanonicalAudit(a), '\n'), nil, 1, nil)
 			res.AuditSeq = tx.auditSeq
 		}
 		return res
@@ -155,6 +172,12 @@ func withAudit[P any](fn func(*txn, *P) *Result, rec func(*P) *AuditRecord) func
 }
 
 func applyAppendAuditLines(tx *txn, c *AppendAuditLines) *Result {
+	return appendAuditLines(tx, c, nil)
+}
+
+// appendAuditLines commits the lines of c not committed yet. packed, when not nil, is the
+// zstd frame of all of c's lines: the block keeps it if every line commits.
+func appendAuditLines(tx *txn, c *AppendAuditLines, packed []byte) *Result {
 	if c.NodeID == "" || len(c.Seqs) == 0 || bytes.Count(c.Data, []byte{'\n'}) != len(c.Seqs) ||
 		c.Data[len(c.Data)-1] != '\n' {
 		return fail(fmt.Errorf("%w: malformed audit lines", ErrInvalid))
@@ -176,8 +199,9 @@ func applyAppendAuditLines(tx *txn, c *AppendAuditLines) *Result {
 	}
 	if len(data) != len(c.Data) {
 		data = bytes.Clone(data) // do not pin the dropped prefix
+		packed = nil             // the frame holds the dropped records too
 	}
-	tx.commitAuditBlock(data, uint64(len(seqs)), map[string]uint64{c.NodeID: seqs[len(seqs)-1]})
+	tx.commitAuditBlock(data, packed, uint64(len(seqs)), map[string]uint64{c.NodeID: seqs[len(seqs)-1]})
 	return &Result{AuditSeq: tx.auditSeq}
 }
 
@@ -203,7 +227,7 @@ func applyAppendAudit(tx *txn, c *AppendAudit) *Result {
 	if n == 0 {
 		return &Result{AuditSeq: tx.auditSeq}
 	}
-	tx.commitAuditBlock(data, n, marks)
+	tx.commitAuditBlock(data, nil, n, marks)
 	return &Result{AuditSeq: tx.auditSeq}
 }
 
@@ -215,8 +239,9 @@ func (t *txn) auditMark(node string) uint64 {
 }
 
 // commitAuditBlock appends n records (data: their canonical lines) as the next batch of the
-// chain and raises the per-node marks.
-func (t *txn) commitAuditBlock(data []byte, n uint64, marks map[string]uint64) {
+// chain and raises the per-node marks. The block keeps packed, the zstd frame of data, when
+// it is not nil, and data otherwise.
+func (t *txn) commitAuditBlock(data, packed []byte, n uint64, marks map[string]uint64) {
 	var prev AuditBatch
 	t.objs().DescendLessOrEqual(&object{Kind: KindAuditBatch, Key: batchKey(^uint64(0))}, func(o *object) bool {
 		if b, ok := o.Value.(*AuditBatch); ok && o.Kind == KindAuditBatch {
@@ -227,7 +252,11 @@ func (t *txn) commitAuditBlock(data []byte, n uint64, marks map[string]uint64) {
 	batch := &AuditBatch{Seq: prev.Seq + 1, Prev: prev.Hash, First: t.auditSeq + 1, Last: t.auditSeq + n}
 	batch.Hash = chainHashLines(batch.Prev, data)
 	t.auditSeq += n
-	t.auditTree().ReplaceOrInsert(&auditBlock{First: batch.First, Count: n, Batch: batch.Seq, Data: data})
+	blk := &auditBlock{First: batch.First, Count: n, Batch: batch.Seq, Data: data}
+	if packed != nil {
+		blk.Data, blk.Zstd = packed, true
+	}
+	t.auditTree().ReplaceOrInsert(blk)
 	t.putObject(KindAuditBatch, batchKey(batch.Seq), batch)
 	for node, seq := range marks {
 		if node != "" && seq != 0 {
@@ -259,7 +288,7 @@ func applyPruneAudit(tx *txn, c *PruneAudit) *Result {
 		if !ok {
 			break
 		}
-		if last, ok := blk.last(); !ok || last.AccessedAt >= c.Before {
+		if last, ok := blk.last(tx.base.unzip); !ok || last.AccessedAt >= c.Before {
 			break
 		}
 		tx.auditTree().Delete(blk)

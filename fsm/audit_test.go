@@ -150,6 +150,33 @@ func TestAppendAuditZstd(t *testing.T) {
 	}
 	verifyChain(t, packed.State())
 
+	// The packed state keeps the frames: its snapshot is smaller, and it round-trips.
+	plainSnap, packedSnap := snapshotBytes(t, plain.State()), snapshotBytes(t, packed.State())
+	if len(packedSnap) >= len(plainSnap) {
+		t.Errorf("snapshot of the compressed batches: %d bytes, plain: %d", len(packedSnap), len(plainSnap))
+	}
+	back, err := fsm.ReadSnapshot(bytes.NewReader(packedSnap))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.EqualFunc(collectAudit(back, 0), collectAudit(plain.State(), 0),
+		func(a, b *fsm.AuditRecord) bool { return *a == *b }) {
+		t.Error("records differ after a snapshot round trip")
+	}
+	if !bytes.Equal(snapshotBytes(t, back), packedSnap) {
+		t.Error("a restored state writes a different snapshot")
+	}
+	verifyChain(t, back)
+
+	// Pruning reads the newest record of a compressed block like that of a plain one.
+	prune := &fsm.PruneAudit{Before: baseTime + 201} // drops the first two batches
+	mustOK(t, plain, fsm.CmdPruneAudit, prune)
+	mustOK(t, packed, fsm.CmdPruneAudit, prune)
+	if !slices.EqualFunc(collectAudit(plain.State(), 0), collectAudit(packed.State(), 0),
+		func(a, b *fsm.AuditRecord) bool { return *a == *b }) || len(collectAudit(packed.State(), 0)) != 60 {
+		t.Errorf("pruning left %d records, want the 60 of the last batch", len(collectAudit(packed.State(), 0)))
+	}
+
 	enc, err := zstd.NewWriter(nil)
 	if err != nil {
 		t.Fatal(err)

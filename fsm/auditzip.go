@@ -1,17 +1,21 @@
 package fsm
 
 import (
+	"bytes"
 	"fmt"
+	"sync"
 
 	"github.com/klauspost/compress/zstd"
 )
 
 // CmdAppendAuditZstd is CmdAppendAuditLines with the batch's lines compressed into one zstd
 // frame. Audit lines repeat most of their bytes (field names, node, principal, paths and ids
-// of hot secrets), so a batch shrinks about fourfold: that much less to replicate and to write
-// to every node's Raft log. Apply decompresses and then commits exactly what the plain command
-// would: the chain hash covers and the state keeps the plain lines. It is a command type of
-// its own so that a node which predates it stops on it instead of misreading the batch.
+// of hot secrets), so a batch shrinks about tenfold: that much less to replicate and to write
+// to every node's Raft log. Apply decompresses to check the lines and to hash them into the
+// chain (which covers the plain lines, as for the plain command), and then keeps the frame
+// itself, so the records also take a tenth of the memory; readers decompress a block when
+// they read it. It is a command type of its own so that a node which predates it stops on it
+// instead of misreading the batch.
 const CmdAppendAuditZstd CommandType = 34
 
 // maxAuditBatchBytes bounds the decompressed lines of one batch (a node ships at most 4096
@@ -39,17 +43,25 @@ func (c *AuditCompressor) Encode(p *AppendAuditLines) []byte {
 	return MustEncode(CmdAppendAuditZstd, &z)
 }
 
-// unzipper decompresses batches in Apply. The FSM holds one for its lifetime; Apply calls are
-// serialised, so it needs no lock.
-type unzipper struct{ dec *zstd.Decoder }
+// unzipper decompresses audit batches: in Apply, and for readers of the blocks kept
+// compressed. Every State derived from one empty state shares one; it is safe for concurrent
+// use, and makes its decoder on first use.
+type unzipper struct {
+	once sync.Once
+	dec  *zstd.Decoder
+	err  error
+}
+
+// unzipConcurrency is how many decompressions one unzipper runs at once (more wait).
+const unzipConcurrency = 2
 
 func (u *unzipper) decode(src []byte) ([]byte, error) {
-	if u.dec == nil {
-		dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(maxAuditBatchBytes))
-		if err != nil {
-			return nil, fmt.Errorf("audit lines decoder: %w", err)
-		}
-		u.dec = dec
+	u.once.Do(func() {
+		u.dec, u.err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(unzipConcurrency),
+			zstd.WithDecoderMaxMemory(maxAuditBatchBytes))
+	})
+	if u.err != nil {
+		return nil, fmt.Errorf("audit lines decoder: %w", u.err)
 	}
 	out, err := u.dec.DecodeAll(src, nil)
 	if err != nil {
@@ -59,15 +71,13 @@ func (u *unzipper) decode(src []byte) ([]byte, error) {
 }
 
 func applyAppendAuditZstd(tx *txn, c *AppendAuditLines) *Result {
-	u := tx.unzip
-	if u == nil {
-		u = &unzipper{}
-	}
-	lines, err := u.decode(c.Data)
+	lines, err := tx.base.unzip.decode(c.Data)
 	if err != nil {
 		return fail(err)
 	}
 	plain := *c
 	plain.Data = lines
-	return applyAppendAuditLines(tx, &plain)
+	// The frame is kept as the block when the whole batch commits; a copy, so that the block
+	// does not pin (or share) the buffer of the command it came in.
+	return appendAuditLines(tx, &plain, bytes.Clone(c.Data))
 }

@@ -40,7 +40,6 @@ type FSM struct {
 	writeMu  sync.Mutex
 	state    atomic.Pointer[State]
 	interned *interner // guarded by writeMu
-	unzip    unzipper  // guarded by writeMu
 
 	// appliedMu guards appliedCh, which is closed and replaced each time the index advances.
 	appliedMu sync.Mutex
@@ -156,7 +155,7 @@ func (f *FSM) applyOne(cur *State, index uint64, data []byte) (*State, *Result, 
 		return nil, nil, fmt.Errorf("unknown command type %d", t)
 	}
 	tx := newTxn(cur)
-	tx.interned, tx.unzip = f.interned, &f.unzip
+	tx.interned = f.interned
 	res, err := h(tx, data[1:])
 	if err != nil {
 		return nil, nil, fmt.Errorf("command type %d: %w", t, err)

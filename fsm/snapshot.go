@@ -27,6 +27,7 @@ type snapRecord struct {
 	Policy  *Policy        `json:"p,omitempty"`
 	Audit   *AuditRecord   `json:"a,omitempty"` // read only: snapshots of the first form
 	Block   *auditBlock    `json:"ab,omitempty"`
+	ZBlock  *auditBlock    `json:"zb,omitempty"` // a block kept compressed (Data is a zstd frame)
 	Object  *snapObject    `json:"o,omitempty"`
 	End     *uint64        `json:"end,omitempty"` // trailer: number of records before it
 }
@@ -64,7 +65,12 @@ func WriteSnapshot(w io.Writer, st *State) error {
 	st.byID.Ascend(func(v *Secret) bool { return emit(snapRecord{Secret: v}) })
 	st.versions.Ascend(func(v *SecretVersion) bool { return err == nil && emit(snapRecord{Version: v}) })
 	st.policies.Ascend(func(v *Policy) bool { return err == nil && emit(snapRecord{Policy: v}) })
-	st.audit.Ascend(func(v *auditBlock) bool { return err == nil && emit(snapRecord{Block: v}) })
+	st.audit.Ascend(func(v *auditBlock) bool {
+		if v.Zstd {
+			return err == nil && emit(snapRecord{ZBlock: v})
+		}
+		return err == nil && emit(snapRecord{Block: v})
+	})
 	st.objects.Ascend(func(o *object) bool {
 		if err != nil {
 			return false
@@ -126,6 +132,9 @@ func ReadSnapshot(r io.Reader) (*State, error) {
 			tx.putPolicy(rec.Policy)
 		case rec.Block != nil:
 			tx.auditTree().ReplaceOrInsert(rec.Block)
+		case rec.ZBlock != nil:
+			rec.ZBlock.Zstd = true
+			tx.auditTree().ReplaceOrInsert(rec.ZBlock)
 		case rec.Audit != nil:
 			// The first form held records one by one: gather each batch's into a block.
 			line := append(CanonicalAudit(*rec.Audit), '\n')

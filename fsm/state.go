@@ -20,6 +20,7 @@ type State struct {
 	audit    *btree.BTreeG[*auditBlock]    // committed audit batches, ordered by first Seq
 	objects  *btree.BTreeG[*object]        // identity, auth config, audit bookkeeping (objects.go)
 	auditSeq uint64                        // last assigned audit sequence number
+	unzip    *unzipper                     // decompresses audit blocks; shared by the states derived from one
 }
 
 // degree of every B-tree: nodes hold up to 2*degree-1 items.
@@ -43,6 +44,7 @@ func emptyState() *State {
 		policies: btree.NewG(degree, policyLess),
 		audit:    btree.NewG(degree, auditBlockLess),
 		objects:  btree.NewG(degree, objectLess),
+		unzip:    &unzipper{},
 	}
 }
 

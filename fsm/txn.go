@@ -18,7 +18,6 @@ type txn struct {
 	objects  *btree.BTreeG[*object]
 	auditSeq uint64
 	interned *interner // may be nil
-	unzip    *unzipper // may be nil
 }
 
 func newTxn(base *State) *txn { return &txn{base: base, auditSeq: base.auditSeq} }
