@@ -164,7 +164,8 @@ func withAudit[P any](fn func(*txn, *P) *Result, rec func(*P) *AuditRecord) func
 		if r := rec(c); r != nil && res.Err == nil {
 			a := *r
 			a.Success, a.Reason, a.NodeSeq = true, "", 0
-			tx.commitAuditBlock(append(CanonicalAudit(a), '\n'), nil, 1, nil)
+			// Kept for as long as the record is: a copy of exactly its size, not the grown buffer.
+			tx.commitAuditBlock(bytes.Clone(append(CanonicalAudit(a), '\n')), nil, 1, nil)
 			res.AuditSeq = tx.auditSeq
 		}
 		return res
