@@ -97,13 +97,18 @@ type auditBlock struct {
 	Zstd bool `json:"-"`
 }
 
-// lines returns the block's lines, decompressing them with u if the block is compressed. A
-// frame that does not decompress (it never should: Apply checked it) yields no lines.
+// lines returns the block's lines, decompressing them with u (nil: a decoder made for the
+// call) if the block is compressed. The caller must not change them. A frame that does not
+// decompress (it never should: Apply checked it) yields no lines, so each reports every record
+// of the block as undecodable.
 func (b *auditBlock) lines(u *unzipper) []byte {
 	if !b.Zstd {
 		return b.Data
 	}
-	out, err := u.decode(b.Data)
+	if u == nil {
+		u = &unzipper{}
+	}
+	out, err := u.blockLines(b)
 	if err != nil {
 		return nil
 	}
@@ -289,7 +294,7 @@ func applyPruneAudit(tx *txn, c *PruneAudit) *Result {
 		if !ok {
 			break
 		}
-		if last, ok := blk.last(tx.base.unzip); !ok || last.AccessedAt >= c.Before {
+		if last, ok := blk.last(tx.unzipper()); !ok || last.AccessedAt >= c.Before {
 			break
 		}
 		tx.auditTree().Delete(blk)

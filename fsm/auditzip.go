@@ -43,13 +43,38 @@ func (c *AuditCompressor) Encode(p *AppendAuditLines) []byte {
 	return MustEncode(CmdAppendAuditZstd, &z)
 }
 
-// unzipper decompresses audit batches: in Apply, and for readers of the blocks kept
-// compressed. Every State derived from one empty state shares one; it is safe for concurrent
-// use, and makes its decoder on first use.
+// unzipper decompresses audit batches. Apply has one of its own (FSM), so that readers never
+// hold it up; the readers of the blocks kept compressed share another, which every State
+// derived from one empty state carries. It is safe for concurrent use and makes its decoder on
+// first use. It remembers the lines of the block it decompressed last, because paging through
+// the audit log reads the same block again for every page that starts in it.
 type unzipper struct {
 	once sync.Once
 	dec  *zstd.Decoder
 	err  error
+
+	mu       sync.Mutex
+	lastBlk  *auditBlock // the block whose lines lastData are
+	lastData []byte
+}
+
+// blockLines returns the plain lines of the compressed block b.
+func (u *unzipper) blockLines(b *auditBlock) ([]byte, error) {
+	u.mu.Lock()
+	if u.lastBlk == b {
+		data := u.lastData
+		u.mu.Unlock()
+		return data, nil
+	}
+	u.mu.Unlock()
+	data, err := u.decode(b.Data)
+	if err != nil {
+		return nil, err
+	}
+	u.mu.Lock()
+	u.lastBlk, u.lastData = b, data
+	u.mu.Unlock()
+	return data, nil
 }
 
 // unzipConcurrency is how many decompressions one unzipper runs at once (more wait).
@@ -71,7 +96,7 @@ func (u *unzipper) decode(src []byte) ([]byte, error) {
 }
 
 func applyAppendAuditZstd(tx *txn, c *AppendAuditLines) *Result {
-	lines, err := tx.base.unzip.decode(c.Data)
+	lines, err := tx.unzipper().decode(c.Data)
 	if err != nil {
 		return fail(err)
 	}

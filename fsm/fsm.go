@@ -40,6 +40,7 @@ type FSM struct {
 	writeMu  sync.Mutex
 	state    atomic.Pointer[State]
 	interned *interner // guarded by writeMu
+	unzip    *unzipper // Apply's decompressor, apart from the readers'; guarded by writeMu
 
 	// appliedMu guards appliedCh, which is closed and replaced each time the index advances.
 	appliedMu sync.Mutex
@@ -51,7 +52,7 @@ func New(log *slog.Logger) *FSM {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	f := &FSM{log: log, appliedCh: make(chan struct{}), interned: &interner{m: map[string]string{}}}
+	f := &FSM{log: log, appliedCh: make(chan struct{}), interned: &interner{m: map[string]string{}}, unzip: &unzipper{}}
 	f.handlers = map[CommandType]handler{
 		CmdPutVersion:       decodeInto(withAudit(applyPutVersion, func(c *PutVersion) *AuditRecord { return c.Audit })),
 		CmdDestroyVersions:  decodeInto(applyDestroyVersions),
@@ -155,7 +156,7 @@ func (f *FSM) applyOne(cur *State, index uint64, data []byte) (*State, *Result, 
 		return nil, nil, fmt.Errorf("unknown command type %d", t)
 	}
 	tx := newTxn(cur)
-	tx.interned = f.interned
+	tx.interned, tx.unzip = f.interned, f.unzip
 	res, err := h(tx, data[1:])
 	if err != nil {
 		return nil, nil, fmt.Errorf("command type %d: %w", t, err)

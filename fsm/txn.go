@@ -18,6 +18,15 @@ type txn struct {
 	objects  *btree.BTreeG[*object]
 	auditSeq uint64
 	interned *interner // may be nil
+	unzip    *unzipper // Apply's own decompressor; nil: the base state's
+}
+
+// unzipper returns the decompressor Apply uses.
+func (t *txn) unzipper() *unzipper {
+	if t.unzip != nil {
+		return t.unzip
+	}
+	return t.base.unzip
 }
 
 func newTxn(base *State) *txn { return &txn{base: base, auditSeq: base.auditSeq} }
