@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"slices"
-	"syscall"
 	"time"
 
 	"github.com/keyward/keyward/fsm"
@@ -43,8 +42,12 @@ func (x cli) benchFsync(args []string) int {
 	fmt.Fprintf(x.stdout, "audit log in %s: %d records, each appended after the previous one was durable (%d syncs)\n",
 		*dir, res.records, res.syncs)
 	fmt.Fprintf(x.stdout, "wall time per record: median %s, p99 %s\n", us(res.median), us(res.p99))
-	fmt.Fprintf(x.stdout, "CPU time of this process per record: %s (user %s, system %s)\n",
-		us(res.user+res.sys), us(res.user), us(res.sys))
+	if res.cpu {
+		fmt.Fprintf(x.stdout, "CPU time of this process per record: %s (user %s, system %s)\n",
+			us(res.user+res.sys), us(res.user), us(res.sys))
+	} else {
+		fmt.Fprintln(x.stdout, "CPU time of this process per record: not measured on this system")
+	}
 	return 0
 }
 
@@ -53,6 +56,7 @@ type fsyncResult struct {
 	records, syncs int
 	median, p99    time.Duration
 	user, sys      time.Duration
+	cpu            bool // user and sys were measured
 }
 
 // measureFsync appends n records, one at a time, to a new audit log in a temporary directory
@@ -78,7 +82,7 @@ func measureFsync(dir string, n int) (fsyncResult, error) {
 	}
 	lat := make([]time.Duration, n)
 	syncs0 := l.Stats().Syncs
-	user0, sys0 := cpuTimes()
+	user0, sys0, cpu0 := cpuTimes()
 	for i := range n {
 		rec.AccessedAt = time.Now().UnixNano()
 		start := time.Now()
@@ -87,20 +91,11 @@ func measureFsync(dir string, n int) (fsyncResult, error) {
 		}
 		lat[i] = time.Since(start)
 	}
-	user1, sys1 := cpuTimes()
+	user1, sys1, cpu1 := cpuTimes()
 	slices.Sort(lat)
 	return fsyncResult{records: n, syncs: int(l.Stats().Syncs - syncs0),
 		median: lat[n/2], p99: lat[min(n-1, n*99/100)],
-		user: (user1 - user0) / time.Duration(n), sys: (sys1 - sys0) / time.Duration(n)}, nil
-}
-
-// cpuTimes returns the user and system CPU time this process has used.
-func cpuTimes() (user, sys time.Duration) {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0, 0
-	}
-	return time.Duration(ru.Utime.Nano()), time.Duration(ru.Stime.Nano())
+		user: (user1 - user0) / time.Duration(n), sys: (sys1 - sys0) / time.Duration(n), cpu: cpu0 && cpu1}, nil
 }
 
 // us formats d in microseconds.
